@@ -1,0 +1,1 @@
+"""kenbun-analytics: fast, exact UTM campaign analytics over kenbun PostgreSQL snapshots."""

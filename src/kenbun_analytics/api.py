@@ -1,0 +1,451 @@
+"""Thin Litestar handlers: parse, authorize, run a query off the event loop, encode.
+
+Domain errors become HTTP statuses in exactly one place, :data:`EXCEPTION_HANDLERS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import polars as pl
+from litestar import Request, Response, get, post
+from litestar.concurrency import sync_to_thread
+from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
+from litestar.params import Parameter
+from litestar.response import Response as LitestarResponse
+from litestar.status_codes import HTTP_204_NO_CONTENT
+from msgspec import DecodeError, ValidationError
+
+from kenbun_analytics import queries
+from kenbun_analytics.auth import (
+    ACTIVE_OU_COOKIE,
+    WWW_AUTHENTICATE,
+    Authenticator,
+    Principal,
+    active_org_unit,
+    parse_org_unit_id,
+)
+from kenbun_analytics.cache import CachedResponse, ResultCache
+from kenbun_analytics.errors import (
+    BadRequest,
+    Forbidden,
+    KenbunError,
+    NotReady,
+    Unauthenticated,
+)
+from kenbun_analytics.params import (
+    campaign_name_from_raw_path,
+    group_by_column,
+    parse_window,
+)
+from kenbun_analytics.schemas import (
+    CampaignRow,
+    CampaignsResponse,
+    ErrorBody,
+    HealthResponse,
+    LeadRow,
+    LeadsResponse,
+    OrgUnit,
+    OrgUnitHealth,
+    OrgUnitsResponse,
+    ReadyResponse,
+    active_org_unit_decoder,
+    exact,
+    json_encoder,
+)
+from kenbun_analytics.store import Snapshot, SnapshotStore
+
+logger = logging.getLogger(__name__)
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the handlers use, built by ``create_app`` and kept in ``app.state``."""
+
+    store: SnapshotStore
+    authenticator: Authenticator
+    cache: ResultCache
+    secure_cookies: bool
+    refresh_status: Any
+    """A :class:`kenbun_analytics.scheduler.RefreshStatus` (read only)."""
+
+
+def _services(request: Request[Any, Any, Any]) -> Services:
+    return cast(Services, request.app.state.services)
+
+
+async def _principal(request: Request[Any, Any, Any]) -> Principal:
+    authenticator = _services(request).authenticator
+    header = request.headers.get("authorization")
+    principal = authenticator.cached(header)
+    if principal is None:
+        principal = await sync_to_thread(authenticator.authenticate, header)
+    return principal
+
+
+async def _authorize(request: Request[Any, Any, Any]) -> str:
+    principal = await _principal(request)
+    return active_org_unit(
+        principal,
+        header=request.headers.get("x-org-unit-id"),
+        cookie=request.cookies.get(ACTIVE_OU_COOKIE),
+    )
+
+
+# ------------------------------------------------------------------ compute --
+
+
+def campaigns_body(
+    snapshot: Snapshot, group_by: str, start: datetime | None, end: datetime | None
+) -> bytes:
+    rows = queries.campaign_rows(
+        snapshot.events.lazy(),
+        snapshot.leads.lazy(),
+        snapshot.accounts.lazy(),
+        group_by=group_by,
+        start=start,
+        end=end,
+    ).collect()
+    campaigns = [
+        CampaignRow(
+            **row,
+        )
+        for row in _with_exact_money(rows, "pipeline_value", "closed_won_value")
+    ]
+    return json_encoder.encode(CampaignsResponse(group_by=group_by, campaigns=campaigns))
+
+
+def leads_body(
+    snapshot: Snapshot,
+    group_by: str,
+    campaign_name: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> bytes:
+    rows = queries.campaign_leads(
+        snapshot.events.lazy(),
+        snapshot.leads.lazy(),
+        group_by=group_by,
+        value=campaign_name,
+        start=start,
+        end=end,
+    ).collect()
+    leads = [LeadRow(**row) for row in _with_exact_money(rows, "deal_amount")]
+    return json_encoder.encode(LeadsResponse(campaign_name=campaign_name, leads=leads))
+
+
+def _with_exact_money(frame: pl.DataFrame, *columns: str) -> list[dict[str, Any]]:
+    rows = frame.to_dicts()
+    for row in rows:
+        for column in columns:
+            if row[column] is not None:
+                row[column] = exact(row[column])
+    return rows
+
+
+# ----------------------------------------------------------------- respond --
+
+
+def _cached_response(
+    request: Request[Any, Any, Any], entry: CachedResponse, snapshot: Snapshot
+) -> Response[bytes]:
+    headers = {
+        "ETag": entry.etag,
+        "Cache-Control": "private, no-cache",
+        "X-Snapshot-At": snapshot.taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if _matches(request.headers.get("if-none-match"), entry.etag):
+        return Response(content=b"", status_code=304, headers=headers)
+    return Response(content=entry.body, media_type=JSON, headers=headers)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {tag.strip() for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+async def _answer(
+    request: Request[Any, Any, Any],
+    snapshot: Snapshot,
+    key: tuple[object, ...],
+    compute: Any,
+    *args: Any,
+) -> Response[bytes]:
+    cache = _services(request).cache
+    entry = cache.get(key)
+    if entry is None:
+        body = await sync_to_thread(compute, snapshot, *args)
+        entry = cache.put(key, body)
+    return _cached_response(request, entry, snapshot)
+
+
+def _error_spec(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorBody, description=description)
+
+
+_ERRORS = {
+    400: _error_spec("A parameter is malformed; detail says which and the accepted forms."),
+    401: _error_spec("No, malformed or invalid credentials."),
+    403: _error_spec("No access to the active org unit, or none chosen."),
+    503: _error_spec("The org unit's first snapshot is still loading."),
+}
+
+_GROUP_BY = Parameter(
+    query="group_by",
+    required=False,
+    description="campaign, source or medium: the UTM key to group on. "
+    "Any other value means campaign.",
+    examples=[Example(value="campaign")],
+)
+_START = Parameter(
+    query="start_date",
+    required=False,
+    description="Inclusive lower bound on event occurred_at: YYYY-MM-DD (UTC midnight) "
+    "or an RFC 3339 timestamp with an offset.",
+    examples=[Example(value="2026-03-01")],
+)
+_END = Parameter(
+    query="end_date",
+    required=False,
+    description="Inclusive upper bound on event occurred_at: YYYY-MM-DD (the whole UTC day) "
+    "or an RFC 3339 timestamp with an offset.",
+    examples=[Example(value="2026-03-31")],
+)
+
+
+@get(
+    "/analytics/campaigns",
+    summary="Aggregated UTM campaign performance",
+    description="One row per UTM value of the chosen key with counting events in the window, "
+    "sorted by total_events descending, then name.",
+    tags=["analytics"],
+    response_description="The grouping applied and one row per UTM value.",
+    responses=_ERRORS,
+)
+async def list_campaigns(
+    request: Request[Any, Any, Any],
+    group_by: str | None = _GROUP_BY,
+    start_date: str | None = _START,
+    end_date: str | None = _END,
+) -> Response[CampaignsResponse]:
+    org_unit_id = await _authorize(request)
+    column = group_by_column(group_by)
+    start, end = parse_window(start_date, end_date)
+    snapshot = _services(request).store.get(org_unit_id)
+    key = ("campaigns", org_unit_id, snapshot.version, column, start, end)
+    response = await _answer(request, snapshot, key, campaigns_body, column, start, end)
+    return cast(Response[CampaignsResponse], response)
+
+
+async def _leads(
+    request: Request[Any, Any, Any],
+    group_by: str | None,
+    start_date: str | None,
+    end_date: str | None,
+) -> Response[LeadsResponse]:
+    org_unit_id = await _authorize(request)
+    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+    campaign_name = campaign_name_from_raw_path(raw_path)
+    if campaign_name is None:
+        raise NotFoundException
+    column = group_by_column(group_by)
+    start, end = parse_window(start_date, end_date)
+    snapshot = _services(request).store.get(org_unit_id)
+    key = ("leads", org_unit_id, snapshot.version, column, campaign_name, start, end)
+    response = await _answer(request, snapshot, key, leads_body, column, campaign_name, start, end)
+    return cast(Response[LeadsResponse], response)
+
+
+@get(
+    "/analytics/campaigns/{campaign_name:str}/leads",
+    summary="Leads behind one UTM value",
+    description="Up to 500 leads with counting events for the value, ordered by first touch, "
+    "most recent first. Percent-encode the value; %2F stands for a slash inside it.",
+    tags=["analytics"],
+    responses=_ERRORS,
+)
+async def list_campaign_leads(
+    request: Request[Any, Any, Any],
+    campaign_name: str = Parameter(description="The exact UTM value, percent-encoded."),
+    group_by: str | None = _GROUP_BY,
+    start_date: str | None = _START,
+    end_date: str | None = _END,
+) -> Response[LeadsResponse]:
+    return await _leads(request, group_by, start_date, end_date)
+
+
+# ASGI servers decode %2F before routing, so a value holding "/" arrives here.
+@get("/analytics/campaigns/{rest:path}", include_in_schema=False)
+async def list_campaign_leads_with_slashes(
+    request: Request[Any, Any, Any],
+    rest: str,
+    group_by: str | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+) -> Response[LeadsResponse]:
+    del rest  # the raw path is authoritative
+    return await _leads(request, group_by, start_date, end_date)
+
+
+# --------------------------------------------------------------- org units --
+
+
+@get(
+    "/org-units",
+    summary="Org units the caller may read",
+    tags=["org units"],
+    responses={401: _ERRORS[401]},
+)
+async def list_org_units(request: Request[Any, Any, Any]) -> OrgUnitsResponse:
+    principal = await _principal(request)
+    try:
+        active: str | None = active_org_unit(
+            principal,
+            header=request.headers.get("x-org-unit-id"),
+            cookie=request.cookies.get(ACTIVE_OU_COOKIE),
+        )
+    except Forbidden:
+        active = None
+    units = sorted(principal.readable.items(), key=lambda item: (item[1], item[0]))
+    return OrgUnitsResponse(
+        org_units=[OrgUnit(id=unit, name=name, active=unit == active) for unit, name in units]
+    )
+
+
+@post(
+    "/org-units/active",
+    status_code=HTTP_204_NO_CONTENT,
+    summary="Choose the active org unit",
+    description='Body {"org_unit_id": "<uuid>"}. Sets the kenbun_active_ou cookie.',
+    tags=["org units"],
+    responses={code: _ERRORS[code] for code in (400, 401, 403)},
+)
+async def choose_org_unit(request: Request[Any, Any, Any]) -> Response[None]:
+    principal = await _principal(request)
+    raw = await request.body()
+    try:
+        body = active_org_unit_decoder.decode(raw)
+    except (DecodeError, ValidationError):
+        raise BadRequest('send the JSON body {"org_unit_id": "<uuid>"}') from None
+    org_unit_id = parse_org_unit_id(body.org_unit_id)
+    if org_unit_id is None:
+        raise BadRequest("org_unit_id must be a UUID")
+    active_org_unit(principal, header=org_unit_id, cookie=None)
+    cookie = Cookie(
+        key=ACTIVE_OU_COOKIE,
+        value=org_unit_id,
+        httponly=True,
+        samesite="lax",
+        path="/",
+        secure=_services(request).secure_cookies,
+    )
+    return Response(content=None, status_code=HTTP_204_NO_CONTENT, cookies=[cookie])
+
+
+# ------------------------------------------------------------------ health --
+
+
+@get("/healthz", summary="Liveness and snapshot ages", tags=["operations"])
+async def healthz(request: Request[Any, Any, Any]) -> HealthResponse:
+    services = _services(request)
+    status = services.refresh_status
+    now = datetime.now(UTC)
+    known = status.org_unit_ids or sorted(services.store.all())
+    org_units = []
+    for unit in known:
+        snapshot = services.store.find(unit)
+        org_units.append(
+            OrgUnitHealth(
+                org_unit_id=unit,
+                snapshot_at=snapshot.taken_at if snapshot else None,
+                snapshot_age_seconds=(now - snapshot.taken_at).total_seconds()
+                if snapshot
+                else None,
+                events=snapshot.events.height if snapshot else None,
+                last_error=status.errors.get(unit),
+            )
+        )
+    return HealthResponse(
+        status="ok",
+        last_refresh_error=status.errors.get("*"),
+        last_refresh_seconds=status.last_duration_seconds,
+        org_units=org_units,
+    )
+
+
+@get("/readyz", summary="Ready once every org unit has a snapshot", tags=["operations"])
+async def readyz(request: Request[Any, Any, Any]) -> Response[ReadyResponse]:
+    services = _services(request)
+    status = services.refresh_status
+    if status.org_unit_ids is None:
+        reason = status.errors.get("*") or "the first snapshot refresh has not finished"
+        body = ReadyResponse(ready=False, detail=f"not ready: {reason}")
+        return Response(body, status_code=503)
+    missing = [unit for unit in status.org_unit_ids if services.store.find(unit) is None]
+    if missing:
+        body = ReadyResponse(ready=False, detail=f"not ready: {len(missing)} org units loading")
+        return Response(body, status_code=503)
+    return Response(ReadyResponse(ready=True, detail="ready"))
+
+
+ROUTES = [
+    list_campaigns,
+    list_campaign_leads,
+    list_campaign_leads_with_slashes,
+    list_org_units,
+    choose_org_unit,
+    healthz,
+    readyz,
+]
+
+
+# ------------------------------------------------------------------ errors --
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[bytes]:
+    body = json_encoder.encode(ErrorBody(status=status, detail=detail))
+    return LitestarResponse(content=body, status_code=status, media_type=JSON, headers=headers)
+
+
+def _kenbun_error(_: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+    if isinstance(error, Unauthenticated):
+        return _error(401, error.detail, {"WWW-Authenticate": WWW_AUTHENTICATE})
+    if isinstance(error, Forbidden):
+        return _error(403, error.detail)
+    if isinstance(error, BadRequest):
+        return _error(400, error.detail)
+    if isinstance(error, NotReady):
+        return _error(503, error.detail, {"Retry-After": "5"})
+    logger.error("request failed: %s", error)
+    return _error(503, "the analytics source is unavailable; retry shortly")
+
+
+def _http_error(_: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+    if not isinstance(error, HTTPException):
+        return _unexpected_error(_, error)
+    detail = error.detail
+    if isinstance(error, ValidationException):
+        detail = "a request parameter is not valid: " + str(error.detail)
+    headers = {k: v for k, v in (error.headers or {}).items() if k.lower() == "allow"}
+    return _error(error.status_code, detail, headers)
+
+
+def _unexpected_error(_: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+    logger.error("unexpected %s while answering a request", type(error).__name__)
+    return _error(500, "internal error; retry later or contact support")
+
+
+EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
+    KenbunError: _kenbun_error,
+    HTTPException: _http_error,
+    Exception: _unexpected_error,
+}

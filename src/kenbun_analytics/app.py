@@ -1,0 +1,85 @@
+"""The composition root: ``create_app`` wires settings, source, store, scheduler and API.
+
+The lifespan opens every resource and closes it in ``finally``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from kenbun_analytics.api import EXCEPTION_HANDLERS, ROUTES, Services
+from kenbun_analytics.auth import Authenticator
+from kenbun_analytics.cache import ResultCache
+from kenbun_analytics.errors import SettingsError
+from kenbun_analytics.scheduler import Refresher, start_scheduler
+from kenbun_analytics.settings import Settings
+from kenbun_analytics.source import Source
+from kenbun_analytics.store import SnapshotStore
+
+logger = logging.getLogger(__name__)
+
+MAX_REQUEST_BODY_BYTES = 16 * 1024
+
+
+def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
+    """The service as an ASGI app. ``run_scheduler=False`` leaves refreshing to the caller
+    (tests call ``app.state.refresher.refresh(wait=True)``)."""
+    if not settings.database_url:
+        raise SettingsError("KENBUN_DATABASE_URL", "", "a PostgreSQL URL")
+    database_url = settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        source = Source(database_url, statement_timeout_seconds=settings.refresh_timeout_seconds)
+        auth_source = Source(database_url, statement_timeout_seconds=5)
+        store = SnapshotStore()
+        refresher = Refresher(source, store, full_refresh_seconds=settings.full_refresh_seconds)
+        app.state.refresher = refresher
+        app.state.services = Services(
+            store=store,
+            authenticator=Authenticator(auth_source, cache_seconds=settings.auth_cache_seconds),
+            cache=ResultCache(settings.result_cache_bytes),
+            secure_cookies=settings.secure_cookies,
+            refresh_status=refresher.status,
+        )
+        scheduler = (
+            start_scheduler(refresher, interval_seconds=settings.refresh_seconds)
+            if run_scheduler
+            else None
+        )
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
+            source.close()
+            auth_source.close()
+
+    return Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_REQUEST_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="kenbun-analytics",
+            version="1.0.0",
+            description="UTM campaign performance and lead drilldowns per organizational unit.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "personalAccessToken": SecurityScheme(type="http", scheme="bearer"),
+                    "serviceAccount": SecurityScheme(type="http", scheme="basic"),
+                }
+            ),
+            security=[{"personalAccessToken": []}, {"serviceAccount": []}],
+        ),
+        debug=False,
+    )

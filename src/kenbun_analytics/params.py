@@ -1,0 +1,103 @@
+"""Parsing of request parameters into query arguments; every failure is a BadRequest."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from datetime import UTC, date, datetime, timedelta, timezone
+
+from kenbun_analytics.errors import BadRequest, InvalidDate
+
+GROUP_BY_VALUES = ("campaign", "source", "medium")
+
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+# RFC 3339 date-time. A space before the offset is read as "+": it is what an
+# unencoded "+" in a query string turns into.
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+\- ])(\d{2}):(\d{2}))"
+)
+_LEADS_PREFIX = b"/analytics/campaigns/"
+_LEADS_SUFFIX = b"/leads"
+
+
+def group_by_column(value: str | None) -> str:
+    """``campaign``, ``source`` or ``medium``; anything else means ``campaign``."""
+    return value if value in GROUP_BY_VALUES else "campaign"
+
+
+def parse_bound(parameter: str, value: str | None, *, end: bool) -> datetime | None:
+    """A window bound in UTC at microsecond precision, both ends inclusive.
+
+    A date is the whole UTC day: its first microsecond as a start, its last as
+    an end. Sub-microsecond digits are rounded inwards, so the window never
+    takes in a microsecond that the given instant excludes.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if (match := _DATE.fullmatch(text)) is not None:
+            day = date(*(int(part) for part in match.groups()))
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return start + timedelta(days=1, microseconds=-1) if end else start
+        if (match := _TIMESTAMP.fullmatch(text)) is not None:
+            return _timestamp(match, end=end)
+    except (ValueError, OverflowError):
+        pass
+    raise InvalidDate(parameter)
+
+
+def _timestamp(match: re.Match[str], *, end: bool) -> datetime:
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    if zulu:
+        offset = UTC
+    else:
+        hours, minutes = int(off_h), int(off_m)
+        if hours > 23 or minutes > 59:
+            raise ValueError(off_h)
+        delta = timedelta(hours=hours, minutes=minutes)
+        offset = timezone(-delta if sign == "-" else delta)
+    digits = (fraction or "").ljust(6, "0")
+    micros, rest = int(digits[:6]), digits[6:].strip("0")
+    moment = datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), micros, offset
+    )
+    if rest and not end:
+        moment += timedelta(microseconds=1)
+    return moment.astimezone(UTC)
+
+
+def parse_window(
+    start_date: str | None, end_date: str | None
+) -> tuple[datetime | None, datetime | None]:
+    start = parse_bound("start_date", start_date, end=False)
+    end = parse_bound("end_date", end_date, end=True)
+    if start is not None and end is not None and start > end:
+        raise BadRequest(
+            "start_date is later than end_date: give a start_date on or before the end_date"
+        )
+    return start, end
+
+
+def campaign_name_from_raw_path(raw_path: bytes) -> str | None:
+    """The drilldown's campaign_name, percent-decoded exactly once.
+
+    Read from the raw request path because ASGI servers decode ``%2F`` into
+    ``/`` before routing. None when the path is not a drilldown path.
+    """
+    path = raw_path.split(b"?", 1)[0]
+    if not (
+        path.startswith(_LEADS_PREFIX)
+        and path.endswith(_LEADS_SUFFIX)
+        and len(path) >= len(_LEADS_PREFIX) + len(_LEADS_SUFFIX)
+    ):
+        return None
+    encoded = path[len(_LEADS_PREFIX) : len(path) - len(_LEADS_SUFFIX)]
+    try:
+        name = urllib.parse.unquote_to_bytes(encoded).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("campaign_name must be UTF-8 text, percent-encoded") from None
+    if not name:
+        raise BadRequest("campaign_name is required")
+    return name

@@ -1,0 +1,110 @@
+"""msgspec Structs for every request and response body, and the one JSON encoder."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+
+
+class Body(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every body we send or accept.
+
+    - ``frozen``: a body is a value; building it is the last step of a request.
+    - ``kw_only``: fields are named at every construction, so adding one never
+      shifts another.
+    - Field order is the JSON key order, which keeps responses byte-stable.
+    """
+
+
+class CampaignRow(Body, frozen=True, kw_only=True):
+    name: str
+    total_events: int
+    unique_leads: int
+    mql_count: int
+    total_points: int
+    deals_count: int
+    pipeline_value: Decimal
+    closed_won_value: Decimal
+    first_event_at: datetime | None
+    last_event_at: datetime | None
+
+
+class CampaignsResponse(Body, frozen=True, kw_only=True):
+    group_by: str
+    campaigns: list[CampaignRow]
+
+
+class LeadRow(Body, frozen=True, kw_only=True):
+    lead_id: str
+    display_name: str | None
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    company: str | None
+    score: int
+    level: str | None
+    account_id: str | None
+    account_name: str | None
+    deal_stage: str | None
+    deal_amount: Decimal | None
+    first_touch_at: datetime | None
+    last_touch_at: datetime | None
+
+
+class LeadsResponse(Body, frozen=True, kw_only=True):
+    campaign_name: str
+    leads: list[LeadRow]
+
+
+class ErrorBody(Body, frozen=True, kw_only=True):
+    status: int
+    detail: str
+
+
+class ActiveOrgUnitRequest(Body, frozen=True, kw_only=True):
+    org_unit_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class OrgUnit(Body, frozen=True, kw_only=True):
+    id: str
+    name: str
+    active: bool
+
+
+class OrgUnitsResponse(Body, frozen=True, kw_only=True):
+    org_units: list[OrgUnit]
+
+
+class OrgUnitHealth(Body, frozen=True, kw_only=True):
+    org_unit_id: str
+    snapshot_at: datetime | None
+    snapshot_age_seconds: float | None
+    events: int | None
+    last_error: str | None
+
+
+class HealthResponse(Body, frozen=True, kw_only=True):
+    status: str
+    last_refresh_error: str | None
+    last_refresh_seconds: float | None
+    org_units: list[OrgUnitHealth]
+
+
+class ReadyResponse(Body, frozen=True, kw_only=True):
+    ready: bool
+    detail: str
+
+
+def exact(amount: Decimal) -> Decimal:
+    """The shortest exact spelling of ``amount``: 485000.00 -> 485000, 1234.50 -> 1234.5."""
+    if amount == amount.to_integral_value():
+        return amount.quantize(Decimal(1))
+    return amount.normalize()
+
+
+json_encoder = msgspec.json.Encoder(decimal_format="number")
+active_org_unit_decoder = msgspec.json.Decoder(ActiveOrgUnitRequest)

@@ -1,0 +1,107 @@
+"""Settings, loaded by pure functions from a mapping (normally ``os.environ``).
+
+Every field names the environment variable it reads; the CLI flags default to
+the same variables, so a flag and its variable always mean the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kenbun_analytics.errors import SettingsError
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the service reaches PostgreSQL, refreshes its snapshots and serves."""
+
+    database_url: str | None = None
+    """``KENBUN_DATABASE_URL``: libpq URL of the kenbun database."""
+
+    host: str = "127.0.0.1"
+    """``KENBUN_HOST``: address the HTTP server binds."""
+
+    port: int = 8000
+    """``KENBUN_PORT``: port the HTTP server binds."""
+
+    refresh_seconds: float = 30.0
+    """``KENBUN_REFRESH_SECONDS``: interval between snapshot refreshes."""
+
+    full_refresh_seconds: float = 600.0
+    """``KENBUN_FULL_REFRESH_SECONDS``: interval between full reconciliations;
+    the refreshes in between apply only what changed."""
+
+    refresh_timeout_seconds: float = 120.0
+    """``KENBUN_REFRESH_TIMEOUT_SECONDS``: a refresh statement running longer is
+    cancelled by PostgreSQL and the refresh is retried on the next tick."""
+
+    auth_cache_seconds: float = 2.0
+    """``KENBUN_AUTH_CACHE_SECONDS``: how long a credential lookup is reused.
+    Revocation takes effect within this plus one lookup; keep it under 5."""
+
+    result_cache_bytes: int = 64 * 1024 * 1024
+    """``KENBUN_RESULT_CACHE_BYTES``: upper bound of the encoded-response cache."""
+
+    secure_cookies: bool = False
+    """``KENBUN_SECURE_COOKIES``: mark the active-org-unit cookie ``Secure``
+    (set it when the service is reached over HTTPS)."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, raw, "a number") from None
+    if not value >= minimum:
+        raise SettingsError(name, raw, f"a number of at least {minimum:g}")
+    return value
+
+
+def _flag(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise SettingsError(name, raw, "true or false")
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Read the settings from ``environ``; unset variables keep their defaults."""
+    defaults = Settings()
+    auth_cache_seconds = _number(
+        environ, "KENBUN_AUTH_CACHE_SECONDS", defaults.auth_cache_seconds, minimum=0
+    )
+    if auth_cache_seconds > 4:
+        raise SettingsError(
+            "KENBUN_AUTH_CACHE_SECONDS", str(auth_cache_seconds), "at most 4 seconds"
+        )
+    return Settings(
+        database_url=environ.get("KENBUN_DATABASE_URL") or None,
+        host=environ.get("KENBUN_HOST", defaults.host),
+        port=int(_number(environ, "KENBUN_PORT", defaults.port, minimum=0)),
+        refresh_seconds=_number(
+            environ, "KENBUN_REFRESH_SECONDS", defaults.refresh_seconds, minimum=0.1
+        ),
+        full_refresh_seconds=_number(
+            environ, "KENBUN_FULL_REFRESH_SECONDS", defaults.full_refresh_seconds, minimum=0
+        ),
+        refresh_timeout_seconds=_number(
+            environ, "KENBUN_REFRESH_TIMEOUT_SECONDS", defaults.refresh_timeout_seconds, minimum=1
+        ),
+        auth_cache_seconds=auth_cache_seconds,
+        result_cache_bytes=int(
+            _number(environ, "KENBUN_RESULT_CACHE_BYTES", defaults.result_cache_bytes, minimum=0)
+        ),
+        secure_cookies=_flag(environ, "KENBUN_SECURE_COOKIES", default=defaults.secure_cookies),
+    )

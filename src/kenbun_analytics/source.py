@@ -1,0 +1,387 @@
+"""The only module that talks to PostgreSQL: SQL text, ADBC connections, Arrow results.
+
+Every read runs on an autocommit connection, so no session is ever left idle
+in a transaction, and under ``statement_timeout`` so that a hung read is
+cancelled by the server rather than stalling the refresh forever.
+
+The SQL below computes the per-row facts that the semantics fix exactly
+(the UTM text, the score_delta reading, the preferred alias, the most recent
+deal, the per-account deal sums) so that PostgreSQL's own ``->>``, ``round``,
+``trim`` and ``lower`` define them, the same functions a straight SQL check uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as pg
+import pyarrow as pa
+
+from kenbun_analytics.errors import SourceError
+
+UTM_KEYS = {"campaign": "utm_campaign", "source": "utm_source", "medium": "utm_medium"}
+
+_POINTS = """
+    COALESCE((
+        SELECT CASE WHEN abs(rounded) > 1000000000 THEN 0 ELSE rounded END
+        FROM (SELECT round(CASE jsonb_typeof(e.metadata -> 'score_delta')
+                  WHEN 'number' THEN (e.metadata ->> 'score_delta')::numeric
+                  WHEN 'string' THEN CASE
+                      WHEN (e.metadata ->> 'score_delta') ~ '^-?[0-9]+(\\.[0-9]+)?$'
+                      THEN (e.metadata ->> 'score_delta')::numeric END
+              END) AS rounded) AS delta
+    ), 0)::bigint"""
+
+# Only the events that can ever count: not the duplicate of a normalized pair and
+# holding at least one UTM key with a non-empty value.
+_EVENTS = f"""
+SELECT e.org_unit_id::text AS org_unit_id,
+       e.id AS event_id,
+       e.occurred_at,
+       e.lead_id::text AS lead_id,
+       NULLIF(e.metadata ->> 'utm_campaign', '') AS campaign,
+       NULLIF(e.metadata ->> 'utm_source', '') AS source,
+       NULLIF(e.metadata ->> 'utm_medium', '') AS medium,
+       {_POINTS} AS points
+FROM events e
+WHERE NOT (e.normalized AND NOT e.normalized_parent)
+  AND (NULLIF(e.metadata ->> 'utm_campaign', '') IS NOT NULL
+       OR NULLIF(e.metadata ->> 'utm_source', '') IS NOT NULL
+       OR NULLIF(e.metadata ->> 'utm_medium', '') IS NOT NULL)
+"""
+
+EVENTS_OF_ORG_UNIT = _EVENTS + "  AND e.org_unit_id = $1::uuid"
+EVENTS_BY_ID = _EVENTS + "  AND e.id = ANY($1::bigint[])"
+
+LEADS_OF_ORG_UNIT = """
+WITH unit_leads AS (
+    SELECT * FROM leads WHERE org_unit_id = $1::uuid
+), preferred AS (
+    SELECT DISTINCT ON (a.lead_id, a.kind) a.lead_id, a.kind, a.value
+    FROM lead_aliases a JOIN unit_leads l ON l.id = a.lead_id
+    WHERE a.kind IN ('email', 'phone', 'social', 'external_id', 'cookie')
+    ORDER BY a.lead_id, a.kind, a.is_primary DESC, a.created_at, a.id
+), aliases AS (
+    SELECT lead_id,
+           max(value) FILTER (WHERE kind = 'email') AS email,
+           max(value) FILTER (WHERE kind = 'phone') AS phone,
+           max(value) FILTER (WHERE kind = 'social') AS social,
+           max(value) FILTER (WHERE kind = 'external_id') AS external_id,
+           max(value) FILTER (WHERE kind = 'cookie') AS cookie
+    FROM preferred GROUP BY lead_id
+), latest_deal AS (
+    SELECT DISTINCT ON (d.account_id) d.account_id, d.stage, d.amount
+    FROM deals d
+    WHERE d.org_unit_id = $1::uuid AND d.account_id IS NOT NULL
+    ORDER BY d.account_id, d.created_at DESC, d.id DESC
+)
+SELECT l.id::text AS lead_id,
+       COALESCE(lower(trim(l.engagement_level)) IN ('warm', 'hot'), false) AS is_mql,
+       l.account_id::text AS account_id,
+       COALESCE(a.email, a.phone, a.social, a.external_id, a.cookie) AS display_name,
+       a.email,
+       COALESCE(l.metadata ->> 'first_name', l.metadata ->> 'firstname') AS first_name,
+       COALESCE(l.metadata ->> 'last_name', l.metadata ->> 'lastname') AS last_name,
+       l.metadata ->> 'title' AS title,
+       l.metadata ->> 'company' AS company,
+       COALESCE(l.score, 0) AS score,
+       l.engagement_level AS level,
+       acc.name AS account_name,
+       ld.stage AS deal_stage,
+       ld.amount::text AS deal_amount
+FROM unit_leads l
+LEFT JOIN aliases a ON a.lead_id = l.id
+LEFT JOIN accounts acc ON acc.id = l.account_id
+LEFT JOIN latest_deal ld ON ld.account_id = l.account_id
+"""
+
+# One row per account with deals: a deal belongs to one account, so the distinct
+# deals reachable from a set of accounts are exactly the sum of these per-account rows.
+ACCOUNT_DEALS_OF_ORG_UNIT = """
+SELECT d.account_id::text AS account_id,
+       count(*) AS deals_count,
+       COALESCE(sum(d.amount), 0)::text AS pipeline_value,
+       COALESCE(sum(d.amount) FILTER (
+           WHERE lower(trim(d.stage)) IN ('closedwon', 'closed_won')), 0)::text AS closed_won_value
+FROM deals d
+WHERE d.org_unit_id = $1::uuid AND d.account_id IS NOT NULL
+GROUP BY d.account_id
+"""
+
+CHANGES_SINCE = """
+SELECT table_name, org_unit_id::text AS org_unit_id, event_id
+FROM kenbun_analytics_changes WHERE xid >= $1::text::xid8
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What was written since a previous read, as the change log tells it."""
+
+    everything: bool
+    """A TRUNCATE happened: reload every org unit."""
+    whole_units: frozenset[str]
+    """Org units whose events changed too much to list, or whose leads, aliases,
+    accounts or deals changed: reload these whole."""
+    dimension_units: frozenset[str]
+    """Org units whose leads, aliases, accounts or deals changed."""
+    event_ids: tuple[int, ...]
+    """Events to fetch again (inserted, updated or deleted)."""
+    event_units: frozenset[str]
+    """Org units that those events belonged to or belong to now."""
+
+
+def _with_connect_timeout(url: str, seconds: int) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
+    if "connect_timeout" in query:
+        return url
+    extra = f"connect_timeout={seconds}"
+    return urllib.parse.urlunsplit(parts._replace(query=f"{parts.query}&{extra}".lstrip("&")))
+
+
+class Source:
+    """A kenbun PostgreSQL database, read through ADBC into Arrow.
+
+    Thread-safe: each public method takes the connection lock for its whole
+    round trip. A failed call closes the connection; the next call reconnects.
+    Every failure surfaces as :class:`SourceError` with no SQL in its text.
+    """
+
+    def __init__(self, url: str, *, statement_timeout_seconds: float = 120.0) -> None:
+        self._url = _with_connect_timeout(url, 10)
+        self._statement_timeout_ms = int(statement_timeout_seconds * 1000)
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+    @contextlib.contextmanager
+    def _cursor(self, operation: str) -> Iterator[Any]:
+        with self._lock:
+            try:
+                if self._connection is None:
+                    self._connection = pg.connect(self._url, autocommit=True)
+                    with self._connection.cursor() as cursor:
+                        cursor.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
+                        cursor.execute("SET application_name = 'kenbun-analytics'")
+                with self._connection.cursor() as cursor:
+                    yield cursor
+            except Exception as error:
+                self._drop_connection()
+                raise SourceError(operation, error) from None
+
+    def query(self, operation: str, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """Run one statement and return its rows as an Arrow table."""
+        with self._cursor(operation) as cursor:
+            cursor.execute(sql, tuple(params) if params else None)
+            table: pa.Table = cursor.fetch_arrow_table()
+            return table
+
+    def execute(self, operation: str, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement that returns no rows we need."""
+        with self._cursor(operation) as cursor:
+            cursor.execute(sql, tuple(params) if params else None)
+
+    # --------------------------------------------------------------- schema --
+
+    def migrate(self) -> list[str]:
+        """Apply the packaged migrations not yet recorded; return the names applied."""
+        applied: list[str] = []
+        operation = "migrate"
+        with self._lock:
+            try:
+                connection = pg.connect(self._url, autocommit=False)
+            except Exception as error:
+                raise SourceError(operation, error) from None
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext('kenbun_analytics_migrate'))"
+                    )
+                    cursor.execute(
+                        "CREATE TABLE IF NOT EXISTS kenbun_analytics_migrations ("
+                        " name text PRIMARY KEY,"
+                        " applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                    cursor.execute("SELECT name FROM kenbun_analytics_migrations")
+                    done = set(cursor.fetch_arrow_table().column("name").to_pylist())
+                    for name, sql in migrations():
+                        if name in done:
+                            continue
+                        for statement in split_statements(sql):
+                            cursor.execute(statement)
+                        cursor.execute(
+                            "INSERT INTO kenbun_analytics_migrations (name) VALUES ($1)", (name,)
+                        )
+                        applied.append(name)
+                connection.commit()
+            except Exception as error:
+                with contextlib.suppress(Exception):
+                    connection.rollback()
+                raise SourceError(operation, error) from None
+            finally:
+                with contextlib.suppress(Exception):
+                    connection.close()
+        return applied
+
+    # ------------------------------------------------------------- snapshot --
+
+    def org_unit_ids(self) -> list[str]:
+        table = self.query("list org units", "SELECT id::text AS id FROM org_units ORDER BY id")
+        return [str(value) for value in table.column("id").to_pylist()]
+
+    def snapshot_xmin(self) -> str:
+        """The oldest transaction still invisible to a read starting now."""
+        table = self.query(
+            "read snapshot xmin",
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin",
+        )
+        return str(table.column("xmin")[0].as_py())
+
+    def changes_since(self, xmin: str) -> Changes:
+        table = self.query("read change log", CHANGES_SINCE, (xmin,))
+        everything = False
+        whole: set[str] = set()
+        dimensions: set[str] = set()
+        event_ids: set[int] = set()
+        event_units: set[str] = set()
+        for row in table.to_pylist():
+            unit = row["org_unit_id"]
+            if unit is None:
+                everything = True
+            elif row["table_name"] != "events":
+                dimensions.add(unit)
+            elif row["event_id"] is None:
+                whole.add(unit)
+            else:
+                event_ids.add(int(row["event_id"]))
+                event_units.add(unit)
+        return Changes(
+            everything=everything,
+            whole_units=frozenset(whole),
+            dimension_units=frozenset(dimensions),
+            event_ids=tuple(sorted(event_ids)),
+            event_units=frozenset(event_units),
+        )
+
+    def prune_changes(self, older_than_seconds: float) -> None:
+        """Forget change-log entries that every refresh has long since read."""
+        self.execute(
+            "prune change log",
+            "DELETE FROM kenbun_analytics_changes "
+            "WHERE changed_at < now() - make_interval(secs => $1)",
+            (float(older_than_seconds),),
+        )
+
+    def events_of(self, org_unit_id: str) -> pa.Table:
+        return self.query("load events", EVENTS_OF_ORG_UNIT, (org_unit_id,))
+
+    def events_by_id(self, event_ids: Sequence[int]) -> pa.Table:
+        literal = "{" + ",".join(str(int(i)) for i in event_ids) + "}"
+        return self.query("load changed events", EVENTS_BY_ID, (literal,))
+
+    def leads_of(self, org_unit_id: str) -> pa.Table:
+        return self.query("load leads", LEADS_OF_ORG_UNIT, (org_unit_id,))
+
+    def account_deals_of(self, org_unit_id: str) -> pa.Table:
+        return self.query("load deals", ACCOUNT_DEALS_OF_ORG_UNIT, (org_unit_id,))
+
+
+def migrations() -> list[tuple[str, str]]:
+    """The packaged migrations, ``(name, sql)`` in the order they apply."""
+    folder = resources.files("kenbun_analytics") / "migrations"
+    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+
+
+_TOKEN = re.compile(
+    r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$([A-Za-z_]*)\$|;", re.S
+)
+
+
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration file into statements (ADBC prepares one at a time).
+
+    Knows comments, quoted strings and identifiers, and dollar-quoted bodies.
+    """
+    statements: list[str] = []
+    start = position = 0
+    while (match := _TOKEN.search(sql, position)) is not None:
+        lexeme = match.group(0)
+        position = match.end()
+        if lexeme.startswith("$"):
+            closing = sql.find(lexeme, position)
+            position = len(sql) if closing < 0 else closing + len(lexeme)
+        elif lexeme == ";":
+            statements.append(sql[start : match.start()])
+            start = position
+    statements.append(sql[start:])
+    return [text.strip() for text in statements if _COMMENT.sub("", text).strip()]
+
+
+# ------------------------------------------------------------------ identity --
+
+PAT_LOOKUP = """
+SELECT t.id::text AS credential_id,
+       u.id::text AS user_id,
+       u.default_org_unit_id::text AS default_org_unit_id,
+       (t.revoked_at IS NULL AND u.disabled_at IS NULL
+        AND (t.expires_at IS NULL OR t.expires_at > now())) AS active,
+       t.expires_at,
+       t.token_sha256
+FROM personal_access_tokens t JOIN users u ON u.id = t.user_id
+WHERE t.token_sha256 = $1
+"""
+
+USER_ACCESS = """
+SELECT m.org_unit_id::text AS org_unit_id, o.name
+FROM org_unit_memberships m JOIN org_units o ON o.id = m.org_unit_id
+WHERE m.user_id = $1::uuid AND m.role IN ('owner', 'admin', 'analyst')
+ORDER BY o.name, o.id
+"""
+
+SERVICE_ACCOUNT_PRINCIPAL = """
+SELECT s.id::text AS credential_id,
+       s.org_unit_id::text AS org_unit_id,
+       o.name AS org_unit_name,
+       s.revoked_at IS NULL AS active,
+       'analytics:read' = ANY(s.scopes) AS can_read,
+       s.secret_sha256
+FROM service_accounts s JOIN org_units o ON o.id = s.org_unit_id
+WHERE s.client_id = $1
+"""
+
+
+def token_principal(source: Source, digest: bytes) -> dict[str, Any] | None:
+    rows = source.query("look up token", PAT_LOOKUP, (digest,)).to_pylist()
+    return rows[0] if rows else None
+
+
+def user_access(source: Source, user_id: str) -> list[tuple[str, str]]:
+    rows = source.query("look up memberships", USER_ACCESS, (user_id,)).to_pylist()
+    return [(row["org_unit_id"], row["name"]) for row in rows]
+
+
+def service_account_principal(source: Source, client_id: str) -> dict[str, Any] | None:
+    rows = source.query("look up service account", SERVICE_ACCOUNT_PRINCIPAL, (client_id,))
+    found = rows.to_pylist()
+    return found[0] if found else None
