@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import polars as pl
 from litestar import Request, Response, get, post
@@ -17,7 +17,7 @@ from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Response as LitestarResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 from msgspec import DecodeError, ValidationError
@@ -199,23 +199,17 @@ _ERRORS = {
     503: _error_spec("The org unit's first snapshot is still loading."),
 }
 
-_GROUP_BY = Parameter(
-    query="group_by",
-    required=False,
+_GROUP_BY = QueryParameter(
     description="campaign, source or medium: the UTM key to group on. "
     "Any other value means campaign.",
     examples=[Example(value="campaign")],
 )
-_START = Parameter(
-    query="start_date",
-    required=False,
+_START = QueryParameter(
     description="Inclusive lower bound on event occurred_at: YYYY-MM-DD (UTC midnight) "
     "or an RFC 3339 timestamp with an offset.",
     examples=[Example(value="2026-03-01")],
 )
-_END = Parameter(
-    query="end_date",
-    required=False,
+_END = QueryParameter(
     description="Inclusive upper bound on event occurred_at: YYYY-MM-DD (the whole UTC day) "
     "or an RFC 3339 timestamp with an offset.",
     examples=[Example(value="2026-03-31")],
@@ -233,9 +227,9 @@ _END = Parameter(
 )
 async def list_campaigns(
     request: Request[Any, Any, Any],
-    group_by: str | None = _GROUP_BY,
-    start_date: str | None = _START,
-    end_date: str | None = _END,
+    group_by: Annotated[str | None, _GROUP_BY] = None,
+    start_date: Annotated[str | None, _START] = None,
+    end_date: Annotated[str | None, _END] = None,
 ) -> Response[CampaignsResponse]:
     org_unit_id = await _authorize(request)
     column = group_by_column(group_by)
@@ -275,10 +269,12 @@ async def _leads(
 )
 async def list_campaign_leads(
     request: Request[Any, Any, Any],
-    campaign_name: str = Parameter(description="The exact UTM value, percent-encoded."),
-    group_by: str | None = _GROUP_BY,
-    start_date: str | None = _START,
-    end_date: str | None = _END,
+    campaign_name: Annotated[
+        str, PathParameter(description="The exact UTM value, percent-encoded.")
+    ],
+    group_by: Annotated[str | None, _GROUP_BY] = None,
+    start_date: Annotated[str | None, _START] = None,
+    end_date: Annotated[str | None, _END] = None,
 ) -> Response[LeadsResponse]:
     return await _leads(request, group_by, start_date, end_date)
 
@@ -287,10 +283,10 @@ async def list_campaign_leads(
 @get("/analytics/campaigns/{rest:path}", include_in_schema=False)
 async def list_campaign_leads_with_slashes(
     request: Request[Any, Any, Any],
-    rest: str,
-    group_by: str | None = None,
-    start_date: str | None = None,
-    end_date: str | None = None,
+    rest: Annotated[str, PathParameter()],
+    group_by: Annotated[str | None, _GROUP_BY] = None,
+    start_date: Annotated[str | None, _START] = None,
+    end_date: Annotated[str | None, _END] = None,
 ) -> Response[LeadsResponse]:
     del rest  # the raw path is authoritative
     return await _leads(request, group_by, start_date, end_date)

@@ -97,9 +97,18 @@ class _Credential:
     client_id: str
 
 
+def _header_text(header: str) -> str:
+    """HTTP headers arrive decoded as Latin-1; a credential is UTF-8 text."""
+    try:
+        return header.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return header
+
+
 def _parse_authorization(header: str | None) -> _Credential:
     if header is None or not header.strip():
         raise Unauthenticated("credentials are required")
+    header = _header_text(header)
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:

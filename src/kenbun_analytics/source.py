@@ -77,9 +77,11 @@ WITH unit_leads AS (
            max(value) FILTER (WHERE kind = 'cookie') AS cookie
     FROM preferred GROUP BY lead_id
 ), latest_deal AS (
+    -- "the account's most recent deal": whatever org unit holds it, unlike the
+    -- aggregate, whose deals are those of the same org unit.
     SELECT DISTINCT ON (d.account_id) d.account_id, d.stage, d.amount
     FROM deals d
-    WHERE d.org_unit_id = $1::uuid AND d.account_id IS NOT NULL
+    WHERE d.account_id IN (SELECT account_id FROM unit_leads)
     ORDER BY d.account_id, d.created_at DESC, d.id DESC
 )
 SELECT l.id::text AS lead_id,

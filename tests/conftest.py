@@ -1,0 +1,113 @@
+"""Fixtures: one real PostgreSQL per test session, a fresh migrated database per test.
+
+The server is the embedded one unless ``KENBUN_TEST_DATABASE_URL`` names a
+PostgreSQL to use instead (its user must be allowed to create databases).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from hypothesis import settings
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from kenbun_analytics.app import create_app
+from kenbun_analytics.embedded import EmbeddedPostgres
+from kenbun_analytics.settings import Settings
+from kenbun_analytics.source import Source
+from tests.world import World
+
+TEMPLATE = "kenbun_test_template"
+
+settings.register_profile("default", max_examples=60, deadline=None)
+settings.register_profile("deep", max_examples=400, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server with a migrated template database."""
+    external = os.environ.get("KENBUN_TEST_DATABASE_URL")
+    server = None
+    if external:
+        url = external
+    else:
+        server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")) / "data", fast=True)
+        url = server.start()
+    try:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+            admin.execute(f"CREATE DATABASE {TEMPLATE}")
+        source = Source(_with_database(url, TEMPLATE))
+        source.migrate()
+        source.close()
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh database with the kenbun schema and our migrations, dropped afterwards."""
+    name = "kenbun_test_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def world(database_url: str) -> Iterator[World]:
+    with World.connect(database_url) as built:
+        yield built
+
+
+@pytest.fixture
+def source(database_url: str) -> Iterator[Source]:
+    opened = Source(database_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def make_app(database_url: str, **overrides: object) -> Litestar:
+    settings = Settings(database_url=database_url, refresh_seconds=3600, **overrides)  # type: ignore[arg-type]
+    return create_app(settings, run_scheduler=False)
+
+
+@pytest.fixture
+def app(database_url: str) -> Litestar:
+    return make_app(database_url)
+
+
+@pytest.fixture
+def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def refresh(client: TestClient[Litestar]) -> None:
+    """Bring the app's snapshots up to date now, and fail loudly if that fails."""
+    refresher = client.app.state.refresher
+    assert refresher.refresh(wait=True), refresher.status.errors
+
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
