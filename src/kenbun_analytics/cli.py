@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -240,11 +241,33 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str], database_url
     )
 
 
+def _graceful_server_class() -> Any:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """A uvicorn server that returns after a graceful SIGINT/SIGTERM shutdown.
+
+        uvicorn re-raises the signal once it has shut down, which would skip the
+        caller's cleanup (the demo's embedded PostgreSQL); the shutdown already
+        happened, so we forget the signal instead and exit 0.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    return GracefulServer
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; uvicorn lets requests in flight finish."""
     import uvicorn
 
     from kenbun_analytics.app import create_app
+
+    _GracefulServer = _graceful_server_class()  # noqa: N806 - a class
 
     config = uvicorn.Config(
         create_app(settings),
@@ -256,7 +279,7 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=30,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    _GracefulServer(config).run()
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -10,12 +10,12 @@ from kenbun_analytics.errors import BadRequest, InvalidDate
 
 GROUP_BY_VALUES = ("campaign", "source", "medium")
 
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 # RFC 3339 date-time. A space before the offset is read as "+": it is what an
 # unencoded "+" in a query string turns into.
 _TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+\- ])(\d{2}):(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+\- ])([0-9]{2}):([0-9]{2}))"
 )
 _LEADS_PREFIX = b"/analytics/campaigns/"
 _LEADS_SUFFIX = b"/leads"

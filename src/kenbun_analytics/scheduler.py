@@ -79,6 +79,8 @@ class RefreshStatus:
     """The last refresh error of each org unit ("*" for the listing itself)."""
     last_success_at: datetime | None = None
     last_duration_seconds: float | None = None
+    last_kind: str | None = None
+    """``full`` or ``incremental``: what the last successful refresh did."""
 
 
 class Refresher:
@@ -140,16 +142,23 @@ class Refresher:
         self.status.errors = {u: e for u, e in self.status.errors.items() if u in units}
         self.status.org_unit_ids = units
         now = self._clock()
-        full = self._last_full is None or now - self._last_full >= self._full_refresh_seconds
-        if full or self._xmin is None:
+        previous_xmin = self._xmin
+        full = (
+            previous_xmin is None
+            or self._last_full is None
+            or now - self._last_full >= self._full_refresh_seconds
+        )
+        if previous_xmin is None or full:
             failed = self._load_whole(units, taken_at)
             if not failed:
                 self._last_full = now
                 self._source.prune_changes(CHANGE_LOG_RETENTION_SECONDS)
         else:
-            failed = self._apply_changes(units, self._source.changes_since(self._xmin), taken_at)
+            changes = self._source.changes_since(previous_xmin)
+            failed = self._apply_changes(units, changes, taken_at)
         if not failed:
             self._xmin = xmin
+            self.status.last_kind = "full" if full else "incremental"
 
     def _load_whole(self, units: list[str], taken_at: datetime) -> bool:
         failed = False

@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Annotated
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType
+from litestar.params import KwargDefinition
 
 
 class Body(msgspec.Struct, frozen=True, kw_only=True):
@@ -19,6 +21,23 @@ class Body(msgspec.Struct, frozen=True, kw_only=True):
     """
 
 
+Money = Annotated[
+    Decimal,
+    KwargDefinition(
+        schema_extra={"type": OpenAPIType.NUMBER},
+        description="Exact decimal amount, as a JSON number (never rounded through a float).",
+    ),
+]
+"""numeric(18,2) money: a Decimal here, a JSON number on the wire."""
+OptionalMoney = Annotated[
+    Decimal | None,
+    KwargDefinition(
+        schema_extra={"type": [OpenAPIType.NUMBER, OpenAPIType.NULL], "one_of": None},
+        description="Exact decimal amount as a JSON number, or null.",
+    ),
+]
+
+
 class CampaignRow(Body, frozen=True, kw_only=True):
     name: str
     total_events: int
@@ -26,8 +45,8 @@ class CampaignRow(Body, frozen=True, kw_only=True):
     mql_count: int
     total_points: int
     deals_count: int
-    pipeline_value: Decimal
-    closed_won_value: Decimal
+    pipeline_value: Money
+    closed_won_value: Money
     first_event_at: datetime | None
     last_event_at: datetime | None
 
@@ -50,7 +69,7 @@ class LeadRow(Body, frozen=True, kw_only=True):
     account_id: str | None
     account_name: str | None
     deal_stage: str | None
-    deal_amount: Decimal | None
+    deal_amount: OptionalMoney
     first_touch_at: datetime | None
     last_touch_at: datetime | None
 

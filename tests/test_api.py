@@ -1,0 +1,163 @@
+"""HTTP behaviour: status codes, headers, error bodies, caching and the OpenAPI document."""
+
+from __future__ import annotations
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from tests.conftest import refresh
+from tests.world import World
+
+Client = TestClient[Litestar]
+
+
+@pytest.fixture
+def unit(world: World) -> str:
+    unit = world.org_unit("Acme")
+    world.event(unit, campaign="spring", lead=world.lead(unit))
+    return unit
+
+
+@pytest.fixture
+def headers(world: World, unit: str, client: Client) -> dict[str, str]:
+    refresh(client)
+    return world.reader(unit)
+
+
+def assert_error(response: object, status: int, *fragments: str) -> None:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    assert response.headers["content-type"].startswith("application/json")  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert set(body) == {"status", "detail"}
+    assert body["status"] == status
+    for fragment in fragments:
+        assert fragment in body["detail"]
+    for leak in ("Traceback", 'File "', ".py", "SELECT ", "kbn_"):
+        assert leak not in response.text  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", ["/analytics/campaigns", "/analytics/campaigns/spring/leads"])
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        ("start_date", "2026-02-30"),
+        ("start_date", "2026-3-1"),
+        ("start_date", "yesterday"),
+        ("start_date", "2026-03-01T00:00:00"),
+        ("start_date", "2026-03-01T25:00:00Z"),
+        ("end_date", "2026-03-01T00:00:00+24:00"),
+        ("end_date", "2026-13-01"),
+        ("end_date", ""),
+        ("end_date", "2026-03-01T23:59:60Z"),
+        ("start_date", "0001-01-01T00:00:00+01:00"),
+        ("start_date", "2026-03-01\x00"),
+        ("end_date", "\uff12\uff10\uff12\uff16-03-01"),  # full-width digits
+    ],
+)
+def test_malformed_dates_are_400_naming_the_parameter(
+    client: Client, headers: dict[str, str], path: str, parameter: str, value: str
+) -> None:
+    """Impossible dates, missing offsets and free text name the parameter and the forms."""
+    response = client.get(path, params={parameter: value}, headers=headers)
+    assert_error(response, 400, parameter, "YYYY-MM-DD", "RFC 3339")
+
+
+def test_start_after_end_is_400(client: Client, headers: dict[str, str]) -> None:
+    """A start_date later than the end_date is a 400 that says so."""
+    response = client.get(
+        "/analytics/campaigns",
+        params={"start_date": "2026-03-02", "end_date": "2026-03-01"},
+        headers=headers,
+    )
+    assert_error(response, 400, "start_date", "end_date")
+    same_day = client.get(
+        "/analytics/campaigns",
+        params={"start_date": "2026-03-01", "end_date": "2026-03-01"},
+        headers=headers,
+    )
+    assert same_day.status_code == 200
+
+
+def test_empty_campaign_name_is_400(client: Client, headers: dict[str, str]) -> None:
+    """An empty campaign_name is a 400 with the documented message."""
+    assert_error(
+        client.get("/analytics/campaigns//leads", headers=headers), 400, "campaign_name is required"
+    )
+    assert_error(
+        client.get("/analytics/campaigns/%FF/leads", headers=headers), 400, "campaign_name"
+    )
+
+
+def test_unknown_parameters_are_ignored(client: Client, headers: dict[str, str]) -> None:
+    """Parameters we do not know change nothing."""
+    plain = client.get("/analytics/campaigns", headers=headers)
+    extra = client.get("/analytics/campaigns", params={"utm": "x", "limit": "1"}, headers=headers)
+    assert extra.status_code == 200
+    assert extra.content == plain.content
+
+
+def test_unknown_paths_and_methods_get_json_errors(client: Client, headers: dict[str, str]) -> None:
+    """404 and 405 use the same error body."""
+    assert_error(client.get("/nope", headers=headers), 404)
+    assert_error(client.get("/analytics/campaigns/spring", headers=headers), 404)
+    assert_error(client.delete("/analytics/campaigns", headers=headers), 405)
+
+
+def test_responses_carry_snapshot_time_etag_and_304(
+    client: Client, headers: dict[str, str]
+) -> None:
+    """Each answer names its snapshot and a strong ETag; If-None-Match gives 304 with no body."""
+    response = client.get("/analytics/campaigns", headers=headers)
+    assert response.headers["x-snapshot-at"].endswith("Z")
+    etag = response.headers["etag"]
+    assert etag.startswith('"')
+    assert not etag.startswith("W/")
+    assert "private" in response.headers["cache-control"]
+    again = client.get("/analytics/campaigns", headers={**headers, "If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    other = client.get("/analytics/campaigns", headers={**headers, "If-None-Match": '"other"'})
+    assert other.status_code == 200
+    assert other.content == response.content
+
+
+def test_same_data_gives_the_same_bytes_across_refreshes(
+    client: Client, headers: dict[str, str]
+) -> None:
+    """Refreshing unchanged data answers byte-identical bodies and the same ETag."""
+    first = client.get("/analytics/campaigns/spring/leads", headers=headers)
+    client.app.state.refresher.request_full()
+    refresh(client)
+    second = client.get("/analytics/campaigns/spring/leads", headers=headers)
+    assert first.content == second.content
+    assert first.headers["etag"] == second.headers["etag"]
+
+
+def test_openapi_documents_both_endpoints(client: Client) -> None:
+    """The OpenAPI document describes the endpoints, parameters, responses and errors."""
+    document = client.get("/schema/openapi.json").json()
+    campaigns = document["paths"]["/analytics/campaigns"]["get"]
+    assert {p["name"] for p in campaigns["parameters"]} == {"group_by", "start_date", "end_date"}
+    assert {"200", "400", "401", "403"} <= set(campaigns["responses"])
+    leads = document["paths"]["/analytics/campaigns/{campaign_name}/leads"]["get"]
+    assert {p["name"] for p in leads["parameters"]} == {
+        "campaign_name",
+        "group_by",
+        "start_date",
+        "end_date",
+    }
+    schemas = document["components"]["schemas"]
+    row = next(v for k, v in schemas.items() if k.endswith("CampaignRow"))
+    assert row["properties"]["pipeline_value"]["type"] == "number"
+    assert not any("{rest" in path for path in document["paths"])
+
+
+def test_oversized_body_is_413(world: World, unit: str, client: Client) -> None:
+    """POST /org-units/active refuses bodies larger than 16 KiB."""
+    response = client.post(
+        "/org-units/active",
+        content=b"{" + b" " * 70000 + b"}",
+        headers={**world.reader(unit), "Content-Type": "application/json"},
+    )
+    assert_error(response, 413)

@@ -1,0 +1,150 @@
+"""The command line: the demo starts and stops cleanly, seeding is deterministic."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from kenbun_analytics.cli import build_parser, main
+from kenbun_analytics.embedded import free_port
+from kenbun_analytics.seed import seed_world
+from kenbun_analytics.source import Source
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {token}"} if token else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _listening(port: int) -> bool:
+    try:
+        _get(f"http://127.0.0.1:{port}/healthz")
+    except OSError:
+        return False
+    return True
+
+
+def run_demo(data_dir: Path) -> tuple[str, str | None, int]:
+    """Run the demo until ready, query it with its token, press Ctrl-C.
+
+    Returns its output, the campaigns body it served, and the postmaster's pid.
+    """
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kenbun_analytics.cli",
+            "demo",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--events",
+            "3000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        token = re.search(r"token\s+(kbn_pat_\w+)", "".join(lines))
+        assert token, "".join(lines)
+        deadline = time.monotonic() + 60
+        while not (_listening(port) and _get(f"http://127.0.0.1:{port}/readyz")[0] == 200):
+            assert process.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        status, body = _get(
+            f"http://127.0.0.1:{port}/analytics/campaigns?group_by=source", token.group(1)
+        )
+        assert status == 200
+        postmaster_pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        lines.append(rest)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, "".join(lines)
+    return "".join(lines), body.decode(), postmaster_pid
+
+
+def test_demo_serves_then_stops_without_orphans_and_reuses_its_data(tmp_path: Path) -> None:
+    """Ctrl-C stops the server and the database; a second run reuses the data."""
+    output, body, postmaster_pid = run_demo(tmp_path / "demo")
+    assert "seeding" in output
+    assert body is not None
+    assert '"group_by":"source"' in body
+    assert not psutil.pid_exists(postmaster_pid)
+    again, body_again, _ = run_demo(tmp_path / "demo")
+    assert "seeding" not in again
+    assert body_again == body
+
+
+def test_seed_is_deterministic(server_url: str, database_url: str) -> None:
+    """The same seed and anchor write the same rows."""
+    other_url = database_url.rsplit("/", 1)[0] + "/kenbun_seed_twin"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS kenbun_seed_twin")
+        admin.execute("CREATE DATABASE kenbun_seed_twin TEMPLATE kenbun_test_template")
+    digests = []
+    for url in (database_url, other_url):
+        source = Source(url)
+        seed_world(source, events=2000, seed=42, anchor=date(2026, 6, 30))
+        source.close()
+        with psycopg.connect(url) as connection:
+            digests.append(
+                connection.execute(
+                    "SELECT md5(string_agg(concat_ws('|', org_unit_id, lead_id, occurred_at, metadata::text, "
+                    "normalized, normalized_parent), ',' ORDER BY id)), count(*) FROM events"
+                ).fetchone()
+            )
+    assert digests[0] == digests[1]
+    assert digests[0] is not None
+    assert digests[0][1] > 2000  # the events plus the duplicates of their normalized pairs
+
+
+def test_every_flag_reads_an_environment_variable() -> None:
+    """Defaults come from KENBUN_* variables, and --help documents each."""
+    parser = build_parser(
+        {
+            "KENBUN_DATABASE_URL": "postgresql://db",
+            "KENBUN_REFRESH_SECONDS": "7",
+            "KENBUN_PORT": "9001",
+        }
+    )
+    args = parser.parse_args(["serve"])
+    assert (args.database_url, args.refresh_seconds, args.port) == ("postgresql://db", 7.0, 9001)
+    help_text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]  # noqa: SLF001
+    for variable in ("KENBUN_DATABASE_URL", "KENBUN_HOST", "KENBUN_PORT", "KENBUN_REFRESH_SECONDS"):
+        assert variable in help_text
+
+
+def test_migrate_command(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """migrate on an up-to-date database applies nothing and says so."""
+    assert main(["migrate", "--database-url", database_url], environ={}) == 0
+    assert "nothing to apply" in capsys.readouterr().out
