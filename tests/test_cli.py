@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -27,7 +26,7 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
         url, headers={"Authorization": f"Bearer {token}"} if token else {}
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -139,7 +138,7 @@ def test_every_flag_reads_an_environment_variable() -> None:
     )
     args = parser.parse_args(["serve"])
     assert (args.database_url, args.refresh_seconds, args.port) == ("postgresql://db", 7.0, 9001)
-    help_text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]  # noqa: SLF001
+    help_text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
     for variable in ("KENBUN_DATABASE_URL", "KENBUN_HOST", "KENBUN_PORT", "KENBUN_REFRESH_SECONDS"):
         assert variable in help_text
 
