@@ -1,0 +1,34 @@
+# The README's commands. Each installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test check bench install install-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+
+## demo: install, start an embedded PostgreSQL with demo data, and serve on :8000
+demo: install
+	$(BIN)/kenbun-analytics demo
+
+## test: install and run the whole test suite (starts its own PostgreSQL)
+test: install-test
+	$(BIN)/pytest
+
+## check: lint, format and type checks
+check: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## bench: the benchmark harness at 100k events (see benchmarks/README.md for larger runs)
+bench: install-test
+	$(BIN)/python -m benchmarks.run --events 100000
