@@ -1,121 +1,179 @@
-"""The pure queries on small in-memory frames."""
+"""The layout and the pure queries, on small in-memory frames."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 import pytest
 
-from kenbun_analytics.queries import campaign_leads, campaign_rows
-from kenbun_analytics.store import ACCOUNTS_SCHEMA, EVENTS_SCHEMA, LEADS_SCHEMA
+from kenbun_analytics.layout import (
+    ACCOUNT_DEALS,
+    LEAD_FACTS,
+    RAW_EVENTS,
+    Dictionaries,
+    Layout,
+    build,
+    encode,
+    encode_events,
+    names_frame,
+)
+from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-T1 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def events(*rows: tuple[str | None, str | None, datetime, int]) -> pl.LazyFrame:
-    """Rows of (campaign, lead_id, occurred_at, points)."""
-    return pl.DataFrame(
+def day(n: int) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def layout(events: list[tuple[str | None, str | None, int, int]]) -> Layout:
+    """Events of (campaign, lead_id, day, points); leads L1 (MQL, account A1), L2 (account A1), L3."""
+    raw = pl.DataFrame(
         [
             {
                 "event_id": i,
-                "occurred_at": t,
+                "occurred_at": day(d),
                 "lead_id": lead,
                 "campaign": c,
                 "source": None,
                 "medium": None,
                 "points": p,
             }
-            for i, (c, lead, t, p) in enumerate(rows)
+            for i, (c, lead, d, p) in enumerate(events)
         ],
-        schema=EVENTS_SCHEMA,
-    ).lazy()
-
-
-def leads(*rows: tuple[str, bool, str | None]) -> pl.LazyFrame:
-    """Rows of (lead_id, is_mql, account_id)."""
-    base = dict.fromkeys(LEADS_SCHEMA.names())
-    return pl.DataFrame(
+        schema=RAW_EVENTS,
+    ).sort("occurred_at", "event_id")
+    base, dictionaries = encode_events(raw, Dictionaries.empty())
+    blank = dict.fromkeys(LEAD_FACTS.names())
+    leads = pl.DataFrame(
         [
-            {**base, "lead_id": lead, "is_mql": mql, "account_id": account, "score": 0}
-            for lead, mql, account in rows
+            {**blank, "lead_id": lead, "is_mql": mql, "account_id": account, "score": 1}
+            for lead, mql, account in (("L1", True, "A1"), ("L2", False, "A1"), ("L3", False, None))
         ],
-        schema=LEADS_SCHEMA,
-    ).lazy()
-
-
-def accounts(*rows: tuple[str, int, str, str]) -> pl.LazyFrame:
-    return pl.DataFrame(
+        schema=LEAD_FACTS,
+    )
+    accounts = pl.DataFrame(
         [
             {
-                "account_id": a,
-                "deals_count": n,
-                "pipeline_value": Decimal(p),
-                "closed_won_value": Decimal(w),
+                "account_id": "A1",
+                "deals_count": 2,
+                "pipeline_value": Decimal("100.50"),
+                "closed_won_value": Decimal(0),
             }
-            for a, n, p, w in rows
         ],
-        schema=ACCOUNTS_SCHEMA,
-    ).lazy()
+        schema=ACCOUNT_DEALS,
+    )
+    return build(base, dictionaries, leads, accounts)
 
 
-def collected(frame: pl.LazyFrame, *columns: str) -> list[tuple[Any, ...]]:
+def rows(built: Layout, start: int | None = None, end: int | None = None) -> list[tuple[Any, ...]]:
+    lo, hi = window_rows(
+        built.events.get_column("occurred_at"),
+        None if start is None else day(start),
+        None if end is None else day(end),
+    )
+    frame = campaign_rows(
+        built.events.lazy(),
+        names_frame(built.dictionaries.campaign).lazy(),
+        built.accounts.lazy(),
+        group_by="campaign",
+        lo=lo,
+        hi=hi,
+    )
+    columns = (
+        "name",
+        "total_events",
+        "unique_leads",
+        "mql_count",
+        "total_points",
+        "deals_count",
+        "pipeline_value",
+    )
     return [tuple(row) for row in frame.select(columns).collect().iter_rows()]
 
 
 @pytest.mark.parametrize(
-    ("event_rows", "expected"),
+    ("events", "window", "expected"),
     [
-        ([], []),
+        ([], (None, None), []),
         (
-            [("a", "L1", T0, 1), ("a", "L1", T1, 2), ("a", None, T0, 3)],
-            [("a", 3, 1, 1, 6, 1, Decimal("100.50"))],
+            [("a", "L1", 0, 1), ("a", "L1", 1, 2), ("a", None, 0, 3)],
+            (None, None),
+            [("a", 3, 1, 1, 6, 2, Decimal("100.50"))],
         ),
         (
-            [("a", "L2", T0, 0), ("b", "L1", T0, 0), ("b", "L3", T0, 0)],
-            [("b", 2, 2, 1, 0, 1, Decimal("100.50")), ("a", 1, 1, 0, 0, 1, Decimal("100.50"))],
+            [("a", "L2", 0, 0), ("b", "L1", 0, 0), ("b", "L3", 0, 0)],
+            (None, None),
+            [("b", 2, 2, 1, 0, 2, Decimal("100.50")), ("a", 1, 1, 0, 0, 2, Decimal("100.50"))],
         ),
-        ([("a", "L1", T0, 0), ("a", "L2", T0, 0)], [("a", 2, 2, 1, 0, 1, Decimal("100.50"))]),
-        ([("x", "missing", T0, 5)], [("x", 1, 1, 0, 5, 0, Decimal(0))]),
+        (
+            [("a", "L1", 0, 0), ("a", "L2", 0, 0)],
+            (None, None),
+            [("a", 2, 2, 1, 0, 2, Decimal("100.50"))],
+        ),
+        ([("x", "unknown", 0, 5)], (None, None), [("x", 1, 1, 0, 5, 0, Decimal(0))]),
+        (
+            [("a", "L1", 0, 1), ("a", "L1", 2, 1), ("a", "L1", 4, 1)],
+            (1, 3),
+            [("a", 1, 1, 1, 1, 2, Decimal("100.50"))],
+        ),
+        (
+            [("a", "L1", 0, 1), ("a", "L1", 2, 1), ("a", "L1", 4, 1)],
+            (3, None),
+            [("a", 1, 1, 1, 1, 2, Decimal("100.50"))],
+        ),
+        ([("a", "L1", 0, 1), ("a", "L1", 2, 1)], (3, 5), []),
     ],
 )
-def test_campaign_rows(event_rows: list[Any], expected: list[tuple[Any, ...]]) -> None:
-    """Counts, distinct leads, MQLs, points and deals through distinct accounts."""
-    frame = campaign_rows(
-        events(*event_rows),
-        leads(("L1", True, "A1"), ("L2", False, "A1"), ("L3", False, None)),
-        accounts(("A1", 1, "100.50", "0")),
-        group_by="campaign",
-        start=None,
-        end=None,
-    )
-    assert (
-        collected(
-            frame,
-            "name",
-            "total_events",
-            "unique_leads",
-            "mql_count",
-            "total_points",
-            "deals_count",
-            "pipeline_value",
-        )
-        == expected
-    )
+def test_campaign_rows(
+    events: list[Any], window: tuple[int | None, int | None], expected: list[tuple[Any, ...]]
+) -> None:
+    """Counts, distinct leads (also when a pair's earlier events fall before the window), MQLs, points, deals once."""
+    assert rows(layout(events), *window) == expected
 
 
 def test_campaign_leads_orders_and_limits() -> None:
     """Most recent first touch first, lead_id breaking ties, capped by limit."""
+    built = layout([("a", "L2", 0, 0), ("a", "L1", 0, 0), ("a", "L3", 1, 0), ("b", "L4", 1, 0)])
     frame = campaign_leads(
-        events(("a", "L2", T0, 0), ("a", "L1", T0, 0), ("a", "L3", T1, 0), ("b", "L4", T1, 0)),
-        leads(("L1", True, None), ("L2", False, None)),
+        built.events.lazy(),
+        names_frame(built.dictionaries.campaign).lazy(),
+        built.leads.lazy(),
         group_by="campaign",
         value="a",
-        start=None,
-        end=None,
+        lo=0,
+        hi=built.events.height,
         limit=2,
     )
-    assert collected(frame, "lead_id", "score") == [("L3", 0), ("L1", 0)]
+    assert [tuple(r) for r in frame.select("lead_id", "score").collect().iter_rows()] == [
+        ("L3", 1),
+        ("L1", 1),
+    ]
+
+
+def test_dictionaries_are_append_only() -> None:
+    """Known texts keep their codes; new texts are appended."""
+    names = pl.Series("n", ["b", "a"])
+    codes, names = encode(pl.Series(["a", None, "c", "b", "c"]), names)
+    assert codes.to_list() == [1, None, 2, 0, 2]
+    assert names.to_list() == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [(None, None, (0, 4)), (1, 2, (1, 3)), (5, None, (4, 4)), (None, -1, (0, 0)), (2, 1, (2, 2))],
+)
+def test_window_rows_are_inclusive_binary_searches(
+    start: int | None, end: int | None, expected: tuple[int, int]
+) -> None:
+    """Both bounds include equal timestamps."""
+    occurred = pl.Series([day(0), day(1), day(2), day(3)])
+    assert (
+        window_rows(
+            occurred, None if start is None else day(start), None if end is None else day(end)
+        )
+        == expected
+    )

@@ -39,6 +39,7 @@ from kenbun_analytics.errors import (
     NotReady,
     Unauthenticated,
 )
+from kenbun_analytics.layout import names_frame
 from kenbun_analytics.params import (
     campaign_name_from_raw_path,
     group_by_column,
@@ -105,19 +106,18 @@ async def _authorize(request: Request[Any, Any, Any]) -> str:
 def campaigns_body(
     snapshot: Snapshot, group_by: str, start: datetime | None, end: datetime | None
 ) -> bytes:
+    layout = snapshot.layout
+    lo, hi = queries.window_rows(layout.events.get_column("occurred_at"), start, end)
     rows = queries.campaign_rows(
-        snapshot.events.lazy(),
-        snapshot.leads.lazy(),
-        snapshot.accounts.lazy(),
+        layout.events.lazy(),
+        names_frame(layout.dictionaries.of(group_by)).lazy(),
+        layout.accounts.lazy(),
         group_by=group_by,
-        start=start,
-        end=end,
+        lo=lo,
+        hi=hi,
     ).collect()
     campaigns = [
-        CampaignRow(
-            **row,
-        )
-        for row in _with_exact_money(rows, "pipeline_value", "closed_won_value")
+        CampaignRow(**row) for row in _with_exact_money(rows, "pipeline_value", "closed_won_value")
     ]
     return json_encoder.encode(CampaignsResponse(group_by=group_by, campaigns=campaigns))
 
@@ -129,13 +129,16 @@ def leads_body(
     start: datetime | None,
     end: datetime | None,
 ) -> bytes:
+    layout = snapshot.layout
+    lo, hi = queries.window_rows(layout.events.get_column("occurred_at"), start, end)
     rows = queries.campaign_leads(
-        snapshot.events.lazy(),
-        snapshot.leads.lazy(),
+        layout.events.lazy(),
+        names_frame(layout.dictionaries.of(group_by)).lazy(),
+        layout.leads.lazy(),
         group_by=group_by,
         value=campaign_name,
-        start=start,
-        end=end,
+        lo=lo,
+        hi=hi,
     ).collect()
     leads = [LeadRow(**row) for row in _with_exact_money(rows, "deal_amount")]
     return json_encoder.encode(LeadsResponse(campaign_name=campaign_name, leads=leads))
@@ -366,7 +369,7 @@ async def healthz(request: Request[Any, Any, Any]) -> HealthResponse:
                 snapshot_age_seconds=(now - snapshot.taken_at).total_seconds()
                 if snapshot
                 else None,
-                events=snapshot.events.height if snapshot else None,
+                events=snapshot.layout.events.height if snapshot else None,
                 last_error=status.errors.get(unit),
             )
         )

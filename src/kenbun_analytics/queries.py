@@ -1,7 +1,8 @@
-"""Pure queries: LazyFrames and keyword arguments in, a LazyFrame out.
+"""Pure queries: frames and keyword arguments in, a LazyFrame out; no I/O, no ``collect()``.
 
-No I/O and no ``collect()`` here; the caller decides when and where to collect.
-The frames are those of :class:`kenbun_analytics.store.Snapshot`.
+The frames are those of :class:`kenbun_analytics.layout.Layout`; ``lo`` and
+``hi`` are the window's row range in the time-sorted events
+(:func:`window_rows`).
 """
 
 from __future__ import annotations
@@ -10,61 +11,55 @@ from datetime import datetime
 
 import polars as pl
 
-from kenbun_analytics.store import MONEY
+from kenbun_analytics.layout import MONEY
 
 GROUP_BY_COLUMNS = ("campaign", "source", "medium")
 DRILLDOWN_LIMIT = 500
 
 
-def _in_window(start: datetime | None, end: datetime | None) -> pl.Expr:
-    condition = pl.lit(value=True)
-    if start is not None:
-        condition = condition & (pl.col("occurred_at") >= start)
-    if end is not None:
-        condition = condition & (pl.col("occurred_at") <= end)
-    return condition
+def window_rows(
+    occurred_at: pl.Series, start: datetime | None, end: datetime | None
+) -> tuple[int, int]:
+    """The row range [lo, hi) of the events with start <= occurred_at <= end.
+
+    ``occurred_at`` is sorted, so both ends are binary searches.
+    """
+    lo = 0 if start is None else int(occurred_at.search_sorted(start, side="left"))
+    hi = occurred_at.len() if end is None else int(occurred_at.search_sorted(end, side="right"))
+    return lo, max(lo, hi)
 
 
 def campaign_rows(
     events: pl.LazyFrame,
-    leads: pl.LazyFrame,
+    names: pl.LazyFrame,
     accounts: pl.LazyFrame,
     *,
     group_by: str,
-    start: datetime | None,
-    end: datetime | None,
+    lo: int,
+    hi: int,
 ) -> pl.LazyFrame:
-    """One row per UTM value of ``group_by`` with counting events in the window.
+    """One row per value of ``group_by`` with counting events in rows [lo, hi).
 
-    Deals are reached through the distinct accounts of the value's leads; each
-    account's deal totals are precomputed, so summing them over distinct
-    accounts counts every deal exactly once.
+    An event whose previous event of the same (value, lead) lies before ``lo``
+    is the first of that pair in the window: counting those counts distinct
+    leads. The same with (value, account) reaches each account, and so each of
+    its deals, exactly once.
     """
-    counted = events.filter(_in_window(start, end) & pl.col(group_by).is_not_null()).select(
-        pl.col(group_by).alias("name"), "lead_id", "occurred_at", "points"
-    )
-    totals = counted.group_by("name").agg(
+    window = events.slice(lo, hi - lo).filter(pl.col(group_by).is_not_null())
+    first_of_lead = (pl.col(f"{group_by}_prev_lead") < lo) & pl.col("lead").is_not_null()
+    totals = window.group_by(group_by).agg(
         pl.len().cast(pl.Int64).alias("total_events"),
-        pl.col("lead_id").drop_nulls().n_unique().cast(pl.Int64).alias("unique_leads"),
-        pl.col("points").sum().alias("total_points"),
+        first_of_lead.sum().cast(pl.Int64).alias("unique_leads"),
+        (first_of_lead & pl.col("is_mql")).sum().cast(pl.Int64).alias("mql_count"),
+        pl.col("points").cast(pl.Int64).sum().alias("total_points"),
         pl.col("occurred_at").min().alias("first_event_at"),
         pl.col("occurred_at").max().alias("last_event_at"),
     )
-    value_leads = (
-        counted.filter(pl.col("lead_id").is_not_null())
-        .select("name", "lead_id")
-        .unique()
-        .join(leads.select("lead_id", "is_mql", "account_id"), on="lead_id", how="left")
-    )
-    mqls = value_leads.group_by("name").agg(
-        pl.col("is_mql").fill_null(value=False).sum().cast(pl.Int64).alias("mql_count")
-    )
     deals = (
-        value_leads.filter(pl.col("account_id").is_not_null())
-        .select("name", "account_id")
-        .unique()
-        .join(accounts, on="account_id", how="inner")
-        .group_by("name")
+        window.filter((pl.col(f"{group_by}_prev_account") < lo) & pl.col("account").is_not_null())
+        .select(group_by, "account")
+        .join(accounts, on="account", how="inner")
+        .group_by(group_by)
         .agg(
             pl.col("deals_count").sum().alias("deals_count"),
             pl.col("pipeline_value").sum().cast(MONEY).alias("pipeline_value"),
@@ -73,13 +68,13 @@ def campaign_rows(
     )
     zero = pl.lit(0).cast(MONEY)
     return (
-        totals.join(mqls, on="name", how="left")
-        .join(deals, on="name", how="left")
+        totals.join(deals, on=group_by, how="left")
+        .join(names.rename({"code": group_by}), on=group_by, how="inner")
         .select(
             "name",
             "total_events",
             "unique_leads",
-            pl.col("mql_count").fill_null(0),
+            "mql_count",
             "total_points",
             pl.col("deals_count").fill_null(0),
             pl.col("pipeline_value").fill_null(zero),
@@ -93,45 +88,44 @@ def campaign_rows(
 
 def campaign_leads(
     events: pl.LazyFrame,
+    names: pl.LazyFrame,
     leads: pl.LazyFrame,
     *,
     group_by: str,
     value: str,
-    start: datetime | None,
-    end: datetime | None,
+    lo: int,
+    hi: int,
     limit: int = DRILLDOWN_LIMIT,
 ) -> pl.LazyFrame:
-    """The leads behind one UTM value, most recent first touch first."""
+    """The leads behind one value, most recent first touch first, then lead_id."""
+    code = names.filter(pl.col("name") == value).select(pl.col("code").alias(group_by))
     touches = (
-        events.filter(
-            _in_window(start, end) & (pl.col(group_by) == value) & pl.col("lead_id").is_not_null()
-        )
-        .group_by("lead_id")
+        events.slice(lo, hi - lo)
+        .filter(pl.col("lead").is_not_null())
+        .join(code, on=group_by, how="semi")
+        .group_by("lead")
         .agg(
             pl.col("occurred_at").min().alias("first_touch_at"),
             pl.col("occurred_at").max().alias("last_touch_at"),
         )
+        .join(leads, on="lead", how="left")
         .sort(["first_touch_at", "lead_id"], descending=[True, False])
         .head(limit)
     )
-    return (
-        touches.join(leads.drop("is_mql"), on="lead_id", how="left", maintain_order="left")
-        .with_columns(pl.col("score").fill_null(0))
-        .select(
-            "lead_id",
-            "display_name",
-            "email",
-            "first_name",
-            "last_name",
-            "title",
-            "company",
-            "score",
-            "level",
-            "account_id",
-            "account_name",
-            "deal_stage",
-            "deal_amount",
-            "first_touch_at",
-            "last_touch_at",
-        )
+    return touches.select(
+        "lead_id",
+        "display_name",
+        "email",
+        "first_name",
+        "last_name",
+        "title",
+        "company",
+        pl.col("score").fill_null(0),
+        "level",
+        "account_id",
+        "account_name",
+        "deal_stage",
+        "deal_amount",
+        "first_touch_at",
+        "last_touch_at",
     )

@@ -21,15 +21,21 @@ import pyarrow as pa
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from kenbun_analytics.errors import SourceError
-from kenbun_analytics.source import Changes, Source
-from kenbun_analytics.store import (
-    ACCOUNTS_SCHEMA,
-    EVENTS_SCHEMA,
-    LEADS_SCHEMA,
-    Snapshot,
-    SnapshotStore,
-    next_version,
+from kenbun_analytics.layout import (
+    ACCOUNT_DEALS,
+    LEAD_FACTS,
+    RAW_EVENTS,
+    Dictionaries,
+    Layout,
+    account_deals_of,
+    base_of,
+    build,
+    encode_events,
+    lead_facts_of,
+    merge_events,
 )
+from kenbun_analytics.source import Changes, Source
+from kenbun_analytics.store import Snapshot, SnapshotStore, next_version
 
 logger = logging.getLogger(__name__)
 
@@ -41,32 +47,19 @@ def _frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
 
-def events_frame(table: pa.Table) -> pl.DataFrame:
-    return _frame(table, EVENTS_SCHEMA).sort("occurred_at", "event_id")
-
-
-def leads_frame(table: pa.Table) -> pl.DataFrame:
-    return _frame(table, LEADS_SCHEMA)
-
-
-def accounts_frame(table: pa.Table) -> pl.DataFrame:
-    return _frame(table, ACCOUNTS_SCHEMA)
-
-
-def changed_events_frame(table: pa.Table | None) -> pl.DataFrame:
-    """Changed events of any org unit, with an ``org_unit_id`` column to split them by."""
-    schema = pl.Schema({"org_unit_id": pl.String(), **EVENTS_SCHEMA})
+def raw_events_frame(table: pa.Table | None, *, with_org_unit: bool = False) -> pl.DataFrame:
+    schema = pl.Schema({"org_unit_id": pl.String(), **RAW_EVENTS}) if with_org_unit else RAW_EVENTS
     if table is None:
         return pl.DataFrame(schema=schema)
-    return _frame(table, schema)
+    return _frame(table, schema).sort("occurred_at", "event_id")
 
 
-def apply_event_changes(
-    events: pl.DataFrame, changed_ids: pl.Series, current: pl.DataFrame
-) -> pl.DataFrame:
-    """Replace the changed events by their current version (absent when deleted)."""
-    kept = events.filter(~pl.col("event_id").is_in(changed_ids.implode()))
-    return pl.concat([kept, current]).sort("occurred_at", "event_id")
+def full_layout(events: pa.Table, leads: pa.Table, account_deals: pa.Table) -> Layout:
+    """The layout of an org unit from scratch."""
+    base, dictionaries = encode_events(raw_events_frame(events), Dictionaries.empty())
+    return build(
+        base, dictionaries, _frame(leads, LEAD_FACTS), _frame(account_deals, ACCOUNT_DEALS)
+    )
 
 
 @dataclass
@@ -164,20 +157,17 @@ class Refresher:
         failed = False
         for unit in units:
             try:
-                snapshot = Snapshot(
-                    org_unit_id=unit,
-                    taken_at=taken_at,
-                    version=next_version(),
-                    events=events_frame(self._source.events_of(unit)),
-                    leads=leads_frame(self._source.leads_of(unit)),
-                    accounts=accounts_frame(self._source.account_deals_of(unit)),
+                layout = full_layout(
+                    self._source.events_of(unit),
+                    self._source.leads_of(unit),
+                    self._source.account_deals_of(unit),
                 )
             except SourceError as error:
                 failed = True
                 self.status.errors[unit] = str(error)
                 logger.warning("refresh of org unit %s failed: %s", unit, error)
                 continue
-            self._store.put(snapshot)
+            self._store.put(Snapshot(unit, taken_at, next_version(), layout))
             self.status.errors.pop(unit, None)
         return failed
 
@@ -192,30 +182,30 @@ class Refresher:
         if not partial:
             return failed
         changed_ids = pl.Series("event_id", changes.event_ids, dtype=pl.Int64)
-        current = changed_events_frame(
-            self._source.events_by_id(changes.event_ids) if changes.event_ids else None
+        current = raw_events_frame(
+            self._source.events_by_id(changes.event_ids) if changes.event_ids else None,
+            with_org_unit=True,
         )
         for unit in sorted(partial):
-            old = self._store.get(unit)
+            old = self._store.get(unit).layout
+            base, dictionaries = base_of(old), old.dictionaries
+            if unit in changes.event_units:
+                arrived, dictionaries = encode_events(
+                    self._events_of_unit(current, unit), dictionaries
+                )
+                base = merge_events(base, changed_ids, arrived)
             try:
-                events = old.events
-                if unit in changes.event_units:
-                    events = apply_event_changes(
-                        old.events, changed_ids, self._events_of_unit(current, unit)
-                    )
-                leads, accounts = old.leads, old.accounts
                 if unit in changes.dimension_units:
-                    leads = leads_frame(self._source.leads_of(unit))
-                    accounts = accounts_frame(self._source.account_deals_of(unit))
+                    lead_facts = _frame(self._source.leads_of(unit), LEAD_FACTS)
+                    account_deals = _frame(self._source.account_deals_of(unit), ACCOUNT_DEALS)
+                else:
+                    lead_facts, account_deals = lead_facts_of(old), account_deals_of(old)
             except SourceError as error:
                 failed = True
                 self.status.errors[unit] = str(error)
                 continue
-            self._store.put(
-                Snapshot(
-                    unit, taken_at, next_version(), events=events, leads=leads, accounts=accounts
-                )
-            )
+            layout = build(base, dictionaries, lead_facts, account_deals)
+            self._store.put(Snapshot(unit, taken_at, next_version(), layout))
         return failed
 
     @staticmethod

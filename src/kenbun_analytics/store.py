@@ -12,66 +12,18 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-import polars as pl
-
 from kenbun_analytics.errors import NotReady
-
-EVENTS_SCHEMA = pl.Schema(
-    {
-        "event_id": pl.Int64(),
-        "occurred_at": pl.Datetime("us", "UTC"),
-        "lead_id": pl.String(),
-        "campaign": pl.String(),
-        "source": pl.String(),
-        "medium": pl.String(),
-        "points": pl.Int64(),
-    }
-)
-MONEY = pl.Decimal(38, 2)
-LEADS_SCHEMA = pl.Schema(
-    {
-        "lead_id": pl.String(),
-        "is_mql": pl.Boolean(),
-        "account_id": pl.String(),
-        "display_name": pl.String(),
-        "email": pl.String(),
-        "first_name": pl.String(),
-        "last_name": pl.String(),
-        "title": pl.String(),
-        "company": pl.String(),
-        "score": pl.Int64(),
-        "level": pl.String(),
-        "account_name": pl.String(),
-        "deal_stage": pl.String(),
-        "deal_amount": MONEY,
-    }
-)
-ACCOUNTS_SCHEMA = pl.Schema(
-    {
-        "account_id": pl.String(),
-        "deals_count": pl.Int64(),
-        "pipeline_value": MONEY,
-        "closed_won_value": MONEY,
-    }
-)
+from kenbun_analytics.layout import Layout
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything the endpoints need of one org unit, as of ``taken_at``.
-
-    ``events`` holds only events that can count (no normalized duplicates, at
-    least one non-empty UTM key), sorted by ``occurred_at``. ``leads`` holds
-    per-lead facts (MQL flag, account, drilldown fields, most recent deal).
-    ``accounts`` holds per-account deal totals.
-    """
+    """Everything the endpoints need of one org unit, as of ``taken_at``."""
 
     org_unit_id: str
     taken_at: datetime
     version: int
-    events: pl.DataFrame
-    leads: pl.DataFrame
-    accounts: pl.DataFrame
+    layout: Layout
 
 
 _versions = itertools.count(1)

@@ -1,0 +1,254 @@
+"""How a snapshot is laid out for the queries: pure Polars transforms, no I/O.
+
+The events of an org unit are held sorted by ``occurred_at``, so any window is
+one contiguous slice found by binary search. Texts become dense integer codes
+(append-only dictionaries, so an incremental refresh keeps existing codes):
+one dictionary per UTM key, one for lead ids and one for account ids.
+
+Distinct counts are precomputed as run boundaries. For each UTM key K and each
+event, ``K_prev_lead`` is the row index of the previous event with the same
+(K value, lead), or -1. In the slice [lo, hi), an event whose previous pair
+event lies before ``lo`` is the first of its pair in the window, so the
+distinct leads of a value are simply the count of such events; no hashing of
+pairs per request. ``K_prev_account`` does the same for (K value, account of
+the lead), which makes "each reachable deal once" a sum over the first event
+of every (value, account) pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+MONEY = pl.Decimal(38, 2)
+KEYS = ("campaign", "source", "medium")
+CODE = pl.UInt32()
+ROW = pl.Int32()
+
+RAW_EVENTS = pl.Schema(
+    {
+        "event_id": pl.Int64(),
+        "occurred_at": pl.Datetime("us", "UTC"),
+        "lead_id": pl.String(),
+        "campaign": pl.String(),
+        "source": pl.String(),
+        "medium": pl.String(),
+        "points": pl.Int64(),
+    }
+)
+LEAD_FACTS = pl.Schema(
+    {
+        "lead_id": pl.String(),
+        "is_mql": pl.Boolean(),
+        "account_id": pl.String(),
+        "display_name": pl.String(),
+        "email": pl.String(),
+        "first_name": pl.String(),
+        "last_name": pl.String(),
+        "title": pl.String(),
+        "company": pl.String(),
+        "score": pl.Int64(),
+        "level": pl.String(),
+        "account_name": pl.String(),
+        "deal_stage": pl.String(),
+        "deal_amount": MONEY,
+    }
+)
+ACCOUNT_DEALS = pl.Schema(
+    {
+        "account_id": pl.String(),
+        "deals_count": pl.Int64(),
+        "pipeline_value": MONEY,
+        "closed_won_value": MONEY,
+    }
+)
+BASE_EVENTS = pl.Schema(
+    {
+        "event_id": pl.Int64(),
+        "occurred_at": pl.Datetime("us", "UTC"),
+        "lead": CODE,
+        "campaign": CODE,
+        "source": CODE,
+        "medium": CODE,
+        "points": pl.Int32(),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dictionaries:
+    """Append-only text dictionaries: the code of a text is its position."""
+
+    campaign: pl.Series
+    source: pl.Series
+    medium: pl.Series
+    lead_id: pl.Series
+
+    @classmethod
+    def empty(cls) -> Dictionaries:
+        return cls(*(pl.Series(name, [], dtype=pl.String) for name in (*KEYS, "lead_id")))
+
+    def of(self, key: str) -> pl.Series:
+        series: pl.Series = getattr(self, key)
+        return series
+
+
+def encode(values: pl.Series, names: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """The codes of ``values`` in ``names``, appending texts not seen yet."""
+    distinct = values.drop_nulls().unique()
+    unseen = distinct.filter(~distinct.is_in(names.implode()))
+    names = pl.concat([names, unseen.sort()]).rename(names.name)
+    mapping = pl.DataFrame(
+        {"text": names, "code": pl.int_range(names.len(), dtype=CODE, eager=True)}
+    )
+    codes = (
+        pl.DataFrame({"text": values})
+        .join(mapping, on="text", how="left", maintain_order="left")
+        .get_column("code")
+    )
+    return codes, names
+
+
+def encode_events(
+    raw: pl.DataFrame, dictionaries: Dictionaries
+) -> tuple[pl.DataFrame, Dictionaries]:
+    """Raw events (texts) to base events (codes), extending the dictionaries."""
+    columns: dict[str, pl.Series] = {}
+    names: dict[str, pl.Series] = {}
+    for key in (*KEYS, "lead_id"):
+        columns[key], names[key] = encode(raw.get_column(key), dictionaries.of(key))
+    base = pl.DataFrame(
+        {
+            "event_id": raw.get_column("event_id"),
+            "occurred_at": raw.get_column("occurred_at"),
+            "lead": columns["lead_id"],
+            "campaign": columns["campaign"],
+            "source": columns["source"],
+            "medium": columns["medium"],
+            "points": raw.get_column("points").cast(pl.Int32),
+        },
+        schema=BASE_EVENTS,
+    )
+    return base, Dictionaries(**names)
+
+
+def merge_events(base: pl.DataFrame, changed_ids: pl.Series, current: pl.DataFrame) -> pl.DataFrame:
+    """Drop the changed events and add their current versions, in time order."""
+    kept = base.filter(~pl.col("event_id").is_in(changed_ids.implode()))
+    return pl.concat([kept, current]).sort("occurred_at", "event_id")
+
+
+def align_leads(
+    lead_facts: pl.DataFrame, dictionaries: Dictionaries
+) -> tuple[pl.DataFrame, Dictionaries]:
+    """Per-lead facts in lead-code order, one row per code (unknown leads: nulls)."""
+    _, lead_ids = encode(lead_facts.get_column("lead_id"), dictionaries.lead_id)
+    aligned = pl.DataFrame(
+        {"lead": pl.int_range(lead_ids.len(), dtype=CODE, eager=True), "lead_id": lead_ids}
+    ).join(lead_facts, on="lead_id", how="left", maintain_order="left")
+    return aligned, Dictionaries(
+        campaign=dictionaries.campaign,
+        source=dictionaries.source,
+        medium=dictionaries.medium,
+        lead_id=lead_ids,
+    )
+
+
+def align_accounts(
+    leads: pl.DataFrame, account_deals: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Account codes for the leads, and deal totals in account-code order.
+
+    Only accounts with deals get a code: a lead whose account has none reaches
+    no deal, exactly as if it had no account.
+    """
+    accounts = account_deals.with_columns(
+        pl.int_range(account_deals.height, dtype=CODE).alias("account")
+    )
+    leads = leads.join(
+        accounts.select("account_id", "account"), on="account_id", how="left", maintain_order="left"
+    )
+    return leads, accounts
+
+
+def _previous_of_pair(frame: pl.DataFrame, key: str, other: str) -> pl.Series:
+    """For each row, the index of the previous row with the same (key, other), else -1."""
+    pair = (pl.col(key).cast(pl.UInt64) * (1 << 32) + pl.col(other).cast(pl.UInt64)).alias("pair")
+    ordered = (
+        frame.select(pair)
+        .with_row_index("row")
+        .filter(pl.col("pair").is_not_null())
+        .sort("pair", maintain_order=True)
+    )
+    previous = ordered.select(
+        pl.when(pl.col("pair") == pl.col("pair").shift(1))
+        .then(pl.col("row").shift(1).cast(ROW))
+        .otherwise(pl.lit(-1, dtype=ROW))
+    ).to_series()
+    result = pl.repeat(-1, frame.height, dtype=ROW, eager=True).alias(f"{key}_prev_{other}")
+    result.scatter(ordered.get_column("row"), previous)
+    return result
+
+
+def derive_events(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
+    """The query frame: base events plus each lead's MQL flag and account, and the pair indices."""
+    facts = leads.select("is_mql", "account")
+    events = base.with_columns(
+        pl.lit(facts.get_column("is_mql"))
+        .gather(pl.col("lead"))
+        .fill_null(value=False)
+        .alias("is_mql"),
+        pl.lit(facts.get_column("account")).gather(pl.col("lead")).alias("account"),
+    )
+    return events.with_columns(
+        _previous_of_pair(events, key, other) for key in KEYS for other in ("lead", "account")
+    )
+
+
+def names_frame(names: pl.Series) -> pl.DataFrame:
+    """A dictionary as a frame of (code, name)."""
+    return pl.DataFrame({"code": pl.int_range(names.len(), dtype=CODE, eager=True), "name": names})
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The frames of one org unit's snapshot."""
+
+    events: pl.DataFrame
+    """Sorted by occurred_at: base columns, is_mql, account and the pair indices."""
+    leads: pl.DataFrame
+    """One row per lead code: lead_id, the facts of LEAD_FACTS, and the account code."""
+    accounts: pl.DataFrame
+    """One row per account code: account_id and its deal totals."""
+    dictionaries: Dictionaries
+
+
+def build(
+    base: pl.DataFrame,
+    dictionaries: Dictionaries,
+    lead_facts: pl.DataFrame,
+    account_deals: pl.DataFrame,
+) -> Layout:
+    """Everything derived from base events, per-lead facts and per-account deal totals."""
+    leads, dictionaries = align_leads(lead_facts, dictionaries)
+    leads, accounts = align_accounts(leads, account_deals)
+    return Layout(
+        events=derive_events(base, leads),
+        leads=leads,
+        accounts=accounts,
+        dictionaries=dictionaries,
+    )
+
+
+def lead_facts_of(layout: Layout) -> pl.DataFrame:
+    """The per-lead facts a layout was built from (to rebuild it with new events)."""
+    return layout.leads.filter(pl.col("is_mql").is_not_null()).select(LEAD_FACTS.names())
+
+
+def account_deals_of(layout: Layout) -> pl.DataFrame:
+    return layout.accounts.select(ACCOUNT_DEALS.names())
+
+
+def base_of(layout: Layout) -> pl.DataFrame:
+    return layout.events.select(BASE_EVENTS.names())
