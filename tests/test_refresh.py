@@ -256,3 +256,25 @@ def test_two_refreshes_never_overlap(world: World, unit: str, database_url: str)
     assert results == [False]
     assert refresher.refresh() is True
     source.close()
+
+
+def test_updating_ten_thousand_events_stays_incremental(
+    world: World, unit: str, headers: dict[str, str], client: Client
+) -> None:
+    """An UPDATE of 10,000 events is listed event by event, not as a bulk marker."""
+    world.sql(
+        "INSERT INTO events (org_unit_id, event_type, occurred_at, metadata) "
+        "SELECT %s, 'v', now(), '{\"utm_campaign\": \"a\"}' FROM generate_series(1, 10000)",
+        (unit,),
+    )
+    refresh(client)
+    world.sql(
+        'UPDATE events SET metadata = \'{"utm_campaign": "b"}\' WHERE org_unit_id = %s', (unit,)
+    )
+    changes = world.sql(
+        "SELECT count(*) FILTER (WHERE event_id IS NULL), count(*) FROM kenbun_analytics_changes "
+        "WHERE xid = (SELECT max(xid) FROM kenbun_analytics_changes)"
+    )
+    assert changes == [(0, 10000)]
+    incremental(client)
+    assert totals(client, headers) == {"b": (10000, 0)}

@@ -301,39 +301,53 @@ _COUNTING = """
 
 REFERENCE_CAMPAIGNS = f"""
 WITH counting AS ({_COUNTING}),
-scored AS (
-    SELECT c.*,
-           CASE
-               WHEN jsonb_typeof(c.metadata -> 'score_delta') = 'number'
-                   THEN round((c.metadata ->> 'score_delta')::numeric)
-               WHEN jsonb_typeof(c.metadata -> 'score_delta') = 'string'
-                    AND (c.metadata ->> 'score_delta') ~ '^-?[0-9]+(\\.[0-9]+)?$'
-                   THEN round((c.metadata ->> 'score_delta')::numeric)
-           END AS raw_points
-    FROM counting c
+totals AS (
+    SELECT v,
+           count(*) AS total_events,
+           count(DISTINCT lead_id) AS unique_leads,
+           sum(CASE WHEN abs(raw_points) <= 1000000000 THEN raw_points ELSE 0 END)::bigint AS total_points,
+           min(occurred_at) AS first_event_at,
+           max(occurred_at) AS last_event_at
+    FROM (
+        SELECT c.v, c.lead_id, c.occurred_at,
+               CASE
+                   WHEN jsonb_typeof(c.metadata -> 'score_delta') = 'number'
+                       THEN round((c.metadata ->> 'score_delta')::numeric)
+                   WHEN jsonb_typeof(c.metadata -> 'score_delta') = 'string'
+                        AND (c.metadata ->> 'score_delta') ~ '^-?[0-9]+(\\.[0-9]+)?$'
+                       THEN round((c.metadata ->> 'score_delta')::numeric)
+               END AS raw_points
+        FROM counting c
+    ) AS scored
+    GROUP BY v
 ),
 value_leads AS (SELECT DISTINCT v, lead_id FROM counting WHERE lead_id IS NOT NULL),
+mqls AS (
+    SELECT vl.v, count(*) AS mql_count
+    FROM value_leads vl JOIN leads l ON l.id = vl.lead_id
+    WHERE lower(trim(l.engagement_level)) IN ('warm', 'hot')
+    GROUP BY vl.v
+),
 value_deals AS (
     SELECT DISTINCT vl.v, d.id, d.amount, d.stage
     FROM value_leads vl
     JOIN leads l ON l.id = vl.lead_id
     JOIN deals d ON d.account_id = l.account_id AND d.org_unit_id = %(ou)s
+),
+deal_sums AS (
+    SELECT v, count(*) AS deals_count,
+           COALESCE(sum(amount), 0) AS pipeline_value,
+           COALESCE(sum(amount) FILTER (WHERE lower(trim(stage)) IN ('closedwon', 'closed_won')), 0)
+               AS closed_won_value
+    FROM value_deals GROUP BY v
 )
-SELECT s.v,
-       count(*),
-       count(DISTINCT s.lead_id),
-       (SELECT count(*) FROM value_leads vl JOIN leads l ON l.id = vl.lead_id
-        WHERE vl.v = s.v AND lower(trim(l.engagement_level)) IN ('warm', 'hot')),
-       sum(CASE WHEN abs(s.raw_points) <= 1000000000 THEN s.raw_points ELSE 0 END)::bigint,
-       (SELECT count(*) FROM value_deals vd WHERE vd.v = s.v),
-       (SELECT COALESCE(sum(vd.amount), 0) FROM value_deals vd WHERE vd.v = s.v),
-       (SELECT COALESCE(sum(vd.amount), 0) FROM value_deals vd
-        WHERE vd.v = s.v AND lower(trim(vd.stage)) IN ('closedwon', 'closed_won')),
-       min(s.occurred_at),
-       max(s.occurred_at)
-FROM scored s
-GROUP BY s.v
-ORDER BY count(*) DESC, s.v COLLATE "C"
+SELECT t.v, t.total_events, t.unique_leads, COALESCE(m.mql_count, 0), t.total_points,
+       COALESCE(d.deals_count, 0), COALESCE(d.pipeline_value, 0), COALESCE(d.closed_won_value, 0),
+       t.first_event_at, t.last_event_at
+FROM totals t
+LEFT JOIN mqls m ON m.v = t.v
+LEFT JOIN deal_sums d ON d.v = t.v
+ORDER BY t.total_events DESC, t.v COLLATE "C"
 """
 
 REFERENCE_LEADS = f"""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
-import polars as pl
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.datastructures import Cookie
@@ -46,21 +46,21 @@ from kenbun_analytics.params import (
     parse_window,
 )
 from kenbun_analytics.schemas import (
-    CampaignRow,
+    CampaignsEnvelope,
     CampaignsResponse,
     ErrorBody,
     HealthResponse,
-    LeadRow,
+    LeadsEnvelope,
     LeadsResponse,
     OrgUnit,
     OrgUnitHealth,
     OrgUnitsResponse,
     ReadyResponse,
     active_org_unit_decoder,
-    exact,
     json_encoder,
 )
 from kenbun_analytics.store import Snapshot, SnapshotStore
+from kenbun_analytics.wire import json_array
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -116,10 +116,9 @@ def campaigns_body(
         lo=lo,
         hi=hi,
     ).collect()
-    campaigns = [
-        CampaignRow(**row) for row in _with_exact_money(rows, "pipeline_value", "closed_won_value")
-    ]
-    return json_encoder.encode(CampaignsResponse(group_by=group_by, campaigns=campaigns))
+    return json_encoder.encode(
+        CampaignsEnvelope(group_by=group_by, campaigns=msgspec.Raw(json_array(rows)))
+    )
 
 
 def leads_body(
@@ -140,17 +139,9 @@ def leads_body(
         lo=lo,
         hi=hi,
     ).collect()
-    leads = [LeadRow(**row) for row in _with_exact_money(rows, "deal_amount")]
-    return json_encoder.encode(LeadsResponse(campaign_name=campaign_name, leads=leads))
-
-
-def _with_exact_money(frame: pl.DataFrame, *columns: str) -> list[dict[str, Any]]:
-    rows = frame.to_dicts()
-    for row in rows:
-        for column in columns:
-            if row[column] is not None:
-                row[column] = exact(row[column])
-    return rows
+    return json_encoder.encode(
+        LeadsEnvelope(campaign_name=campaign_name, leads=msgspec.Raw(json_array(rows)))
+    )
 
 
 # ----------------------------------------------------------------- respond --

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 CHANGE_LOG_RETENTION_SECONDS = 24 * 3600
 
 
-def _frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
+def arrow_frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
     frame = pl.DataFrame(pl.from_arrow(table))
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
@@ -51,14 +51,17 @@ def raw_events_frame(table: pa.Table | None, *, with_org_unit: bool = False) -> 
     schema = pl.Schema({"org_unit_id": pl.String(), **RAW_EVENTS}) if with_org_unit else RAW_EVENTS
     if table is None:
         return pl.DataFrame(schema=schema)
-    return _frame(table, schema).sort("occurred_at", "event_id")
+    return arrow_frame(table, schema).sort("occurred_at", "event_id")
 
 
 def full_layout(events: pa.Table, leads: pa.Table, account_deals: pa.Table) -> Layout:
     """The layout of an org unit from scratch."""
     base, dictionaries = encode_events(raw_events_frame(events), Dictionaries.empty())
     return build(
-        base, dictionaries, _frame(leads, LEAD_FACTS), _frame(account_deals, ACCOUNT_DEALS)
+        base,
+        dictionaries,
+        arrow_frame(leads, LEAD_FACTS),
+        arrow_frame(account_deals, ACCOUNT_DEALS),
     )
 
 
@@ -196,8 +199,8 @@ class Refresher:
                 base = merge_events(base, changed_ids, arrived)
             try:
                 if unit in changes.dimension_units:
-                    lead_facts = _frame(self._source.leads_of(unit), LEAD_FACTS)
-                    account_deals = _frame(self._source.account_deals_of(unit), ACCOUNT_DEALS)
+                    lead_facts = arrow_frame(self._source.leads_of(unit), LEAD_FACTS)
+                    account_deals = arrow_frame(self._source.account_deals_of(unit), ACCOUNT_DEALS)
                 else:
                     lead_facts, account_deals = lead_facts_of(old), account_deals_of(old)
             except SourceError as error:

@@ -79,6 +79,20 @@ class LeadsResponse(Body, frozen=True, kw_only=True):
     leads: list[LeadRow]
 
 
+class CampaignsEnvelope(Body, frozen=True, kw_only=True):
+    """What is sent for :class:`CampaignsResponse`: the rows arrive as JSON text."""
+
+    group_by: str
+    campaigns: msgspec.Raw
+
+
+class LeadsEnvelope(Body, frozen=True, kw_only=True):
+    """What is sent for :class:`LeadsResponse`: the rows arrive as JSON text."""
+
+    campaign_name: str
+    leads: msgspec.Raw
+
+
 class ErrorBody(Body, frozen=True, kw_only=True):
     status: int
     detail: str
@@ -116,13 +130,6 @@ class HealthResponse(Body, frozen=True, kw_only=True):
 class ReadyResponse(Body, frozen=True, kw_only=True):
     ready: bool
     detail: str
-
-
-def exact(amount: Decimal) -> Decimal:
-    """The shortest exact spelling of ``amount``: 485000.00 -> 485000, 1234.50 -> 1234.5."""
-    if amount == amount.to_integral_value():
-        return amount.quantize(Decimal(1))
-    return amount.normalize()
 
 
 json_encoder = msgspec.json.Encoder(decimal_format="number")
