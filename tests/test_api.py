@@ -161,3 +161,38 @@ def test_oversized_body_is_413(world: World, unit: str, client: Client) -> None:
         headers={**world.reader(unit), "Content-Type": "application/json"},
     )
     assert_error(response, 413)
+
+
+def test_no_query_string_or_path_produces_a_server_error(
+    world: World, unit: str, client: Client
+) -> None:
+    """Random parameters and path values are answered with 2xx or 4xx, never 5xx."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    refresh(client)
+    headers = world.reader(unit)
+    text = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        group_by=text,
+        start_date=text,
+        end_date=text,
+        name=text,
+        raw=st.binary(max_size=30),
+    )
+    def check(group_by: str, start_date: str, end_date: str, name: str, raw: bytes) -> None:
+        from urllib.parse import quote, quote_from_bytes
+
+        params = {"group_by": group_by, "start_date": start_date, "end_date": end_date}
+        for path in (
+            "/analytics/campaigns",
+            f"/analytics/campaigns/{quote(name, safe='')}/leads",
+            f"/analytics/campaigns/{quote_from_bytes(raw, safe='')}/leads",
+        ):
+            response = client.get(path, params=params, headers=headers)
+            assert response.status_code < 500, (path, params, response.text)
+            assert response.headers["content-type"].startswith("application/json")
+
+    check()

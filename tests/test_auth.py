@@ -75,22 +75,23 @@ def test_missing_malformed_or_unknown_credentials_are_401(
     assert_401(ready.get(path, headers=headers))
 
 
-def test_token_states(world: World, unit: str, ready: Client) -> None:
-    """Valid works; revoked, expired and disabled-user tokens are 401."""
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_token_states(world: World, unit: str, ready: Client, path: str) -> None:
+    """Valid works; revoked, expired and disabled-user tokens are 401, on every endpoint."""
     user = world.user(default_org_unit=unit)
     world.member(user, unit, "owner")
     valid = world.token(user)
     expired = world.token(user, expires_at=datetime.now(UTC) - timedelta(seconds=1))
     future = world.token(user, expires_at=datetime.now(UTC) + timedelta(days=1))
-    assert ready.get("/analytics/campaigns", headers={"Authorization": valid}).status_code == 200
-    assert ready.get("/analytics/campaigns", headers={"Authorization": future}).status_code == 200
-    assert_401(ready.get("/analytics/campaigns", headers={"Authorization": expired}))
+    assert ready.get(path, headers={"Authorization": valid}).status_code == 200
+    assert ready.get(path, headers={"Authorization": future}).status_code == 200
+    assert_401(ready.get(path, headers={"Authorization": expired}))
     revoked = world.token(user)
     world.sql(
         "UPDATE personal_access_tokens SET revoked_at = now() WHERE token_sha256 = sha256(%s)",
         (revoked.removeprefix("Bearer ").encode(),),
     )
-    assert_401(ready.get("/analytics/campaigns", headers={"Authorization": revoked}))
+    assert_401(ready.get(path, headers={"Authorization": revoked}))
     world.sql("UPDATE users SET disabled_at = now() WHERE id = %s", (user,))
     eventually(ready, {"Authorization": valid}, 401)
 

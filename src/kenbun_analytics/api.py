@@ -13,7 +13,7 @@ from typing import Annotated, Any, cast
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, ResponseHeader
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
@@ -193,6 +193,20 @@ _ERRORS = {
     503: _error_spec("The org unit's first snapshot is still loading."),
 }
 
+_HEADERS = [
+    ResponseHeader(
+        name="ETag",
+        description="Strong validator of the body; send it back as If-None-Match for a 304.",
+        documentation_only=True,
+    ),
+    ResponseHeader(
+        name="X-Snapshot-At",
+        description="When the snapshot this answer was computed from was taken (RFC 3339, UTC).",
+        documentation_only=True,
+    ),
+    ResponseHeader(name="Cache-Control", description="private, no-cache", documentation_only=True),
+]
+
 _GROUP_BY = QueryParameter(
     description="campaign, source or medium: the UTM key to group on. "
     "Any other value means campaign.",
@@ -218,6 +232,7 @@ _END = QueryParameter(
     tags=["analytics"],
     response_description="The grouping applied and one row per UTM value.",
     responses=_ERRORS,
+    response_headers=_HEADERS,
 )
 async def list_campaigns(
     request: Request[Any, Any, Any],
@@ -260,6 +275,7 @@ async def _leads(
     "most recent first. Percent-encode the value; %2F stands for a slash inside it.",
     tags=["analytics"],
     responses=_ERRORS,
+    response_headers=_HEADERS,
 )
 async def list_campaign_leads(
     request: Request[Any, Any, Any],
