@@ -147,3 +147,44 @@ def test_migrate_command(database_url: str, capsys: pytest.CaptureFixture[str]) 
     """migrate on an up-to-date database applies nothing and says so."""
     assert main(["migrate", "--database-url", database_url], environ={}) == 0
     assert "nothing to apply" in capsys.readouterr().out
+
+
+def test_credentials_lifecycle_through_the_cli(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """users and credentials commands create what the API accepts, and revoke it."""
+    from litestar.testing import TestClient
+
+    from tests.conftest import make_app
+    from tests.world import basic
+
+    def run(*argv: str) -> str:
+        assert main([*argv, "--database-url", database_url], environ={}) == 0
+        return capsys.readouterr().out
+
+    unit = run("users", "create-org-unit", "--name", "EMEA").strip()
+    run("users", "create", "--email", "ann@example.com", "--default-org-unit", unit)
+    run("users", "grant", "--email", "ann@example.com", "--org-unit", unit, "--role", "analyst")
+    issued = run("credentials", "create-token", "--email", "ann@example.com", "--name", "laptop")
+    token_id = re.search(r"token id: (\S+)", issued).group(1)  # type: ignore[union-attr]
+    token = re.search(r"(kbn_pat_\w+)", issued).group(1)  # type: ignore[union-attr]
+    account = run("credentials", "create-service-account", "--org-unit", unit, "--name", "bi")
+    client_id = re.search(r"client_id: (\S+)", account).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"(kbn_sas_\w+)", account).group(1)  # type: ignore[union-attr]
+    listing = run("credentials", "list")
+    assert token not in listing
+    assert secret not in listing
+    assert client_id in listing
+
+    with TestClient(make_app(database_url, auth_cache_seconds=0)) as client:
+        client.app.state.refresher.refresh(wait=True)
+        bearer = {"Authorization": f"Bearer {token}"}
+        service = {"Authorization": basic(client_id, secret)}
+        assert client.get("/analytics/campaigns", headers=bearer).status_code == 200
+        assert client.get("/analytics/campaigns", headers=service).status_code == 200
+        run("users", "revoke", "--email", "ann@example.com", "--org-unit", unit)
+        assert client.get("/analytics/campaigns", headers=bearer).status_code == 403
+        run("credentials", "revoke-token", token_id)
+        run("credentials", "revoke-service-account", client_id)
+        assert client.get("/analytics/campaigns", headers=bearer).status_code == 401
+        assert client.get("/analytics/campaigns", headers=service).status_code == 401
