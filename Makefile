@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench install install-test
+.PHONY: demo test check bench install install-test browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/kenbun-analytics demo
 
-## test: install and run the whole test suite (starts its own PostgreSQL)
-test: install-test
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+
+## test: install and run the whole test suite (starts its own PostgreSQL; installs Chromium if missing)
+test: install-test browser
 	$(BIN)/pytest
 
 ## check: lint, format and type checks

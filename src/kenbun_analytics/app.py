@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 
-from litestar import Litestar
+from litestar import Litestar, MediaType, Router, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 
 from kenbun_analytics.api import EXCEPTION_HANDLERS, ROUTES, Services
 from kenbun_analytics.auth import Authenticator
@@ -26,6 +28,29 @@ from kenbun_analytics.store import SnapshotStore
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BODY_BYTES = 16 * 1024
+STATIC = resources.files("kenbun_analytics") / "static"
+
+
+def page_router() -> Router:
+    """The Campaigns page at / and /campaigns, and its assets under /static."""
+    page = (STATIC / "index.html").read_bytes()
+
+    @get(
+        ["/", "/campaigns"],
+        media_type=MediaType.HTML,
+        include_in_schema=False,
+        sync_to_thread=False,
+    )
+    def campaigns_page() -> bytes:
+        return page
+
+    assets = create_static_files_router(
+        path="/static",
+        directories=[str(STATIC)],
+        include_in_schema=False,
+        cache_control=None,
+    )
+    return Router(path="/", route_handlers=[campaigns_page, assets])
 
 
 def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
@@ -63,7 +88,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             auth_source.close()
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, page_router()],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_REQUEST_BODY_BYTES,

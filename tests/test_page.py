@@ -1,0 +1,289 @@
+"""The Campaigns page in a real headless Chromium, against a real server and seeded data.
+
+The numbers on the page must equal the API's JSON for the same request.
+Screenshots at laptop and phone widths are written to docs/screenshots.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from kenbun_analytics import admin
+from kenbun_analytics.app import create_app
+from kenbun_analytics.embedded import free_port
+from kenbun_analytics.seed import seed_world
+from kenbun_analytics.settings import Settings
+from kenbun_analytics.source import Source
+
+SCREENSHOTS = Path(
+    os.environ.get("KENBUN_SCREENSHOTS_DIR", Path(__file__).parent.parent / "docs" / "screenshots")
+)
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def site(server_url: str) -> Iterator[dict[str, Any]]:
+    """A seeded database, a token of an owner of every org unit, and the service on a port."""
+    import psycopg
+
+    name = "kenbun_page_test"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {name} TEMPLATE kenbun_test_template")
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    source = Source(url)
+    result = seed_world(source, events=4000, seed=7)
+    admin.create_user(source, "page@example.com", result.org_unit_ids[1])
+    for unit in result.org_unit_ids:
+        admin.add_membership(source, "page@example.com", unit, "owner")
+    token = admin.create_token(source, "page@example.com", "page").secret
+    source.close()
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(database_url=url, refresh_seconds=3600)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the service did not become ready"
+        time.sleep(0.2)
+    try:
+        yield {"base": base, "token": token, "units": result.org_unit_ids}
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 860},
+        locale="en-US",
+        timezone_id="UTC",
+        accept_downloads=True,
+    )
+    opened = context.new_page()
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def api(site: dict[str, Any], path: str, unit: str, **params: str) -> Any:
+    response = httpx.get(
+        site["base"] + path,
+        params=params,
+        headers={"Authorization": f"Bearer {site['token']}", "X-Org-Unit-Id": unit},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def last_days(days: int) -> dict[str, str]:
+    today = datetime.now(UTC).date()
+    return {
+        "start_date": (today - timedelta(days=days - 1)).isoformat(),
+        "end_date": today.isoformat(),
+    }
+
+
+def table(page: Page, body: str = "#table-body") -> list[list[str]]:
+    return page.eval_on_selector_all(
+        f"{body} tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
+    )
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def sign_in(page: Page, site: dict[str, Any]) -> None:
+    page.goto(site["base"] + "/campaigns")
+    page.fill("#token", site["token"])
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#table-body tr").first).to_be_visible()
+
+
+def test_a_marketer_explores_campaigns(page: Page, site: dict[str, Any]) -> None:
+    """Sign in, choose an org unit, group, window, sort, filter, drill down, download; numbers match the API."""
+    sign_in(page, site)
+    large = site["units"][0]
+    page.select_option("#org-unit", large)
+    expect(page.locator("#org-unit")).to_have_value(large)
+    expect(page.locator("#freshness")).to_contain_text("data as of")
+
+    def expect_rows_match(group_by: str, days: int) -> None:
+        expected = api(site, "/analytics/campaigns", large, group_by=group_by, **last_days(days))[
+            "campaigns"
+        ]
+        page.wait_for_function(
+            "n => document.querySelectorAll('#table-body tr').length === n", arg=len(expected)
+        )
+        shown = [(row[0].removesuffix("drift").rstrip("\n"), number(row[1])) for row in table(page)]
+        assert shown == [(row["name"], row["total_events"]) for row in expected]
+
+    expect_rows_match("campaign", 30)
+    page.select_option("#group-by", "source")
+    expect(page).to_have_url(re.compile(r"group_by=source"))
+    expect_rows_match("source", 30)
+    page.select_option("#window", "90")
+    expect_rows_match("source", 90)
+
+    page.click("button.sort[data-key=unique_leads]")
+    leads = [number(row[2]) for row in table(page)]
+    assert leads == sorted(leads, reverse=True)
+    page.click("button.sort[data-key=unique_leads]")
+    leads = [number(row[2]) for row in table(page)]
+    assert leads == sorted(leads)
+
+    page.fill("#filter", "link")
+    names = [row[0] for row in table(page)]
+    assert names
+    assert all("link" in name.lower() for name in names)
+    page.fill("#filter", "")
+
+    with page.expect_download() as download:
+        page.click("#download")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    expected = api(site, "/analytics/campaigns", large, group_by="source", **last_days(90))[
+        "campaigns"
+    ]
+    assert {row["name"]: int(row["total_events"]) for row in rows} == {
+        r["name"]: r["total_events"] for r in expected
+    }
+
+    top = expected[0]["name"]
+    page.click(f"button.row-link[data-value='{top}']")
+    expect(page.locator("#drilldown")).to_be_visible()
+    expected_leads = api(
+        site, f"/analytics/campaigns/{top}/leads", large, group_by="source", **last_days(90)
+    )["leads"]
+    page.wait_for_function(
+        "n => document.querySelectorAll('#drill-body tr').length === n", arg=len(expected_leads)
+    )
+    assert [row[13] for row in table(page, "#drill-body")] == [
+        lead["lead_id"] for lead in expected_leads
+    ]
+    with page.expect_download() as download:
+        page.click("#drill-download")
+    assert len(list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))) == len(
+        expected_leads
+    )
+    page.click("#back")
+    expect(page.locator("#overview")).to_be_visible()
+
+
+def test_the_url_holds_the_view(page: Page, site: dict[str, Any]) -> None:
+    """A bookmarked URL reopens the same grouping, window, sort and filter."""
+    sign_in(page, site)
+    page.goto(site["base"] + "/campaigns?group_by=medium&window=all&sort=mql_count&dir=desc&q=e")
+    expect(page.locator("#group-by")).to_have_value("medium")
+    expect(page.locator("#window")).to_have_value("all")
+    expect(page.locator("#filter")).to_have_value("e")
+    expected = api(
+        site,
+        "/analytics/campaigns",
+        page.eval_on_selector("#org-unit", "s => s.value"),
+        group_by="medium",
+    )
+    names = sorted(r["name"] for r in expected["campaigns"] if "e" in r["name"].lower())
+    page.wait_for_function(
+        "n => document.querySelectorAll('#table-body tr').length === n", arg=len(names)
+    )
+    mqls = [number(row[3]) for row in table(page)]
+    assert mqls == sorted(mqls, reverse=True)
+
+
+def test_drift_is_flagged(page: Page, site: dict[str, Any]) -> None:
+    """Values differing only by case or whitespace are listed as probable drift."""
+    sign_in(page, site)
+    page.select_option("#org-unit", site["units"][0])
+    page.select_option("#window", "all")
+    expect(page.locator("#drift li").first).to_be_visible()
+    first = page.locator("#drift li").first.inner_text()
+    variants = [name.strip('"') for name in first.split(" · ")]
+    assert len({v.strip().lower() for v in variants}) == 1
+    assert len(set(variants)) > 1
+    assert page.locator(".flag").count() >= 2
+
+
+def test_errors_are_shown_not_blank(page: Page, site: dict[str, Any]) -> None:
+    """A bad token gets a clear message and the sign-in form back."""
+    page.goto(site["base"] + "/")
+    page.fill("#token", "not-a-token")
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#message")).to_contain_text("Sign in again")
+    expect(page.locator("#sign-in")).to_be_visible()
+
+
+def test_screenshots_at_laptop_and_phone_widths(browser: Browser, site: dict[str, Any]) -> None:
+    """The page renders at laptop and phone widths; screenshots go to docs/screenshots."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for label, viewport in (
+        ("laptop", {"width": 1280, "height": 900}),
+        ("phone", {"width": 390, "height": 844}),
+    ):
+        context = browser.new_context(viewport=viewport, locale="en-US", timezone_id="UTC")
+        page = context.new_page()
+        sign_in(page, site)
+        page.select_option("#org-unit", site["units"][0])
+        page.select_option("#window", "90")
+        expect(page.locator("#custom-dates")).to_be_hidden()
+        page.wait_for_timeout(300)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1, f"{label}: the page scrolls sideways by {overflow}px"
+        page.screenshot(path=str(SCREENSHOTS / f"campaigns-{label}.png"))
+        page.click("button.row-link >> nth=0")
+        expect(page.locator("#drill-body tr").first).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / f"drilldown-{label}.png"))
+        context.close()
