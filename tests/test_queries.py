@@ -138,20 +138,46 @@ def test_campaign_rows(
 def test_campaign_leads_orders_and_limits() -> None:
     """Most recent first touch first, lead_id breaking ties, capped by limit."""
     built = layout([("a", "L2", 0, 0), ("a", "L1", 0, 0), ("a", "L3", 1, 0), ("b", "L4", 1, 0)])
+    code = built.codes["campaign"]["a"]
     frame = campaign_leads(
         built.events.lazy(),
-        names_frame(built.dictionaries.campaign).lazy(),
         built.leads.lazy(),
-        group_by="campaign",
-        value="a",
-        lo=0,
-        hi=built.events.height,
+        rows=built.indexes["campaign"].rows_of(code, 0, built.events.height),
         limit=2,
     )
     assert [tuple(r) for r in frame.select("lead_id", "score").collect().iter_rows()] == [
         ("L3", 1),
         ("L1", 1),
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "lo", "hi", "expected"),
+    [
+        ("a", 0, 6, [0, 2, 5]),
+        ("a", 1, 5, [2]),
+        ("a", 3, 5, []),
+        ("b", 0, 6, [1, 4]),
+        ("c", 0, 6, [3]),
+    ],
+)
+def test_value_index_finds_a_values_rows_in_a_window(
+    value: str, lo: int, hi: int, expected: list[int]
+) -> None:
+    """The index gives exactly the rows of one value inside [lo, hi)."""
+    built = layout(
+        [
+            ("a", None, 0, 0),
+            ("b", None, 1, 0),
+            ("a", None, 2, 0),
+            ("c", None, 3, 0),
+            ("b", None, 4, 0),
+            ("a", None, 5, 0),
+            (None, None, 6, 0),
+        ]
+    )
+    code = built.codes["campaign"][value]
+    assert built.indexes["campaign"].rows_of(code, lo, hi).to_list() == expected
 
 
 def test_dictionaries_are_append_only() -> None:

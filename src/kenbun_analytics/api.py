@@ -130,14 +130,12 @@ def leads_body(
 ) -> bytes:
     layout = snapshot.layout
     lo, hi = queries.window_rows(layout.events.get_column("occurred_at"), start, end)
+    code = layout.codes[group_by].get(campaign_name)
+    index = layout.indexes[group_by]
     rows = queries.campaign_leads(
         layout.events.lazy(),
-        names_frame(layout.dictionaries.of(group_by)).lazy(),
         layout.leads.lazy(),
-        group_by=group_by,
-        value=campaign_name,
-        lo=lo,
-        hi=hi,
+        rows=index.rows_of(code, lo, hi) if code is not None else index.rows.clear(),
     ).collect()
     return json_encoder.encode(
         LeadsEnvelope(campaign_name=campaign_name, leads=msgspec.Raw(json_array(rows)))

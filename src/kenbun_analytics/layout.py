@@ -191,6 +191,39 @@ def _previous_of_pair(frame: pl.DataFrame, key: str, other: str) -> pl.Series:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class ValueIndex:
+    """The rows of each value of one UTM key: ``rows[offsets[c]:offsets[c + 1]]``
+    are the ascending row indices of the events whose code is ``c``."""
+
+    rows: pl.Series
+    offsets: pl.Series
+
+    def rows_of(self, code: int, lo: int, hi: int) -> pl.Series:
+        """The rows of ``code`` inside [lo, hi): one slice, found by binary search."""
+        if code + 1 >= self.offsets.len():
+            return self.rows.clear()
+        start, end = int(self.offsets[code]), int(self.offsets[code + 1])
+        rows = self.rows.slice(start, end - start)
+        first = int(rows.search_sorted(lo, side="left"))
+        last = int(rows.search_sorted(hi, side="left"))
+        return rows.slice(first, last - first)
+
+
+def value_index(codes: pl.Series, names: int) -> ValueIndex:
+    """Index the rows of every code of ``codes`` (nulls are left out)."""
+    ordered = (
+        codes.to_frame("code")
+        .with_row_index("row")
+        .filter(pl.col("code").is_not_null())
+        .sort("code", maintain_order=True)
+    )
+    sorted_codes = ordered.get_column("code")
+    boundaries = pl.int_range(names + 1, dtype=CODE, eager=True)
+    offsets = sorted_codes.search_sorted(boundaries, side="left").cast(pl.Int64)
+    return ValueIndex(rows=ordered.get_column("row").cast(pl.Int64), offsets=offsets)
+
+
 def derive_events(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
     """The query frame: base events plus each lead's MQL flag and account, and the pair indices."""
     facts = leads.select("is_mql", "account")
@@ -222,6 +255,10 @@ class Layout:
     accounts: pl.DataFrame
     """One row per account code: account_id and its deal totals."""
     dictionaries: Dictionaries
+    indexes: dict[str, ValueIndex]
+    """Per UTM key, where each value's events are."""
+    codes: dict[str, dict[str, int]]
+    """Per UTM key, the code of each value."""
 
 
 def build(
@@ -233,11 +270,19 @@ def build(
     """Everything derived from base events, per-lead facts and per-account deal totals."""
     leads, dictionaries = align_leads(lead_facts, dictionaries)
     leads, accounts = align_accounts(leads, account_deals)
+    events = derive_events(base, leads)
     return Layout(
-        events=derive_events(base, leads),
+        events=events,
         leads=leads,
         accounts=accounts,
         dictionaries=dictionaries,
+        indexes={
+            key: value_index(events.get_column(key), dictionaries.of(key).len()) for key in KEYS
+        },
+        codes={
+            key: {name: code for code, name in enumerate(dictionaries.of(key).to_list())}
+            for key in KEYS
+        },
     )
 
 

@@ -88,21 +88,19 @@ def campaign_rows(
 
 def campaign_leads(
     events: pl.LazyFrame,
-    names: pl.LazyFrame,
     leads: pl.LazyFrame,
     *,
-    group_by: str,
-    value: str,
-    lo: int,
-    hi: int,
+    rows: pl.Series,
     limit: int = DRILLDOWN_LIMIT,
 ) -> pl.LazyFrame:
-    """The leads behind one value, most recent first touch first, then lead_id."""
-    code = names.filter(pl.col("name") == value).select(pl.col("code").alias(group_by))
+    """The leads behind one value, most recent first touch first, then lead_id.
+
+    ``rows`` are the value's events inside the window (``ValueIndex.rows_of``).
+    """
     touches = (
-        events.slice(lo, hi - lo)
+        events.select("lead", "occurred_at")
+        .select(pl.all().gather(pl.lit(rows)))
         .filter(pl.col("lead").is_not_null())
-        .join(code, on=group_by, how="semi")
         .group_by("lead")
         .agg(
             pl.col("occurred_at").min().alias("first_touch_at"),
