@@ -450,7 +450,7 @@ def markdown(results: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         "Written by `python -m benchmarks.run`; see the docstring of `benchmarks/run.py` for what is measured.",
-        "Times are seconds unless marked; ratios compare with our aggregate by campaign over the whole range, "
+        "Times are milliseconds; ratios compare with our aggregate by campaign over the whole range, "
         "measured in the same run.",
         "",
     ]
@@ -491,7 +491,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| wrk -c32, {label} (req/s) | {load[label]['rps']:,.0f} ({load[label]['ratio']:.0%} of "
                 f"the constant route; non-2xx: {load[label]['non_2xx']}) |"
                 for label in load
-                if label != "constant route" and "ratio" in load[label]
+                if isinstance(load[label], dict) and "ratio" in load[label]
             ]
         lines.append("")
     return "\n".join(lines)

@@ -242,6 +242,23 @@ def test_the_url_holds_the_view(page: Page, site: dict[str, Any]) -> None:
     assert mqls == sorted(mqls, reverse=True)
 
 
+def test_a_shared_link_opens_its_org_unit(page: Page, site: dict[str, Any]) -> None:
+    """The org unit is part of the URL: a link opens the unit it names."""
+    sign_in(page, site)
+    small = site["units"][2]
+    page.goto(site["base"] + f"/campaigns?group_by=source&window=all&ou={small}")
+    expect(page.locator("#org-unit")).to_have_value(small)
+    expected = api(site, "/analytics/campaigns", small, group_by="source")["campaigns"]
+    page.wait_for_function(
+        "n => document.querySelectorAll('#table-body tr').length === n", arg=len(expected)
+    )
+    assert [row[0].removesuffix("drift").rstrip("\n") for row in table(page)] == [
+        r["name"] for r in expected
+    ]
+    page.select_option("#org-unit", site["units"][0])
+    expect(page).to_have_url(re.compile(f"ou={site['units'][0]}"))
+
+
 def test_drift_is_flagged(page: Page, site: dict[str, Any]) -> None:
     """Values differing only by case or whitespace are listed as probable drift."""
     sign_in(page, site)

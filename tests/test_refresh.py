@@ -278,3 +278,33 @@ def test_updating_ten_thousand_events_stays_incremental(
     assert changes == [(0, 10000)]
     incremental(client)
     assert totals(client, headers) == {"b": (10000, 0)}
+
+
+def test_an_unexpected_error_is_logged_in_one_line_and_later_ticks_run(
+    world: World, unit: str, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug inside a refresh keeps the last snapshot, logs one line without a traceback,
+    and the next tick refreshes normally."""
+    import logging
+
+    class Flaky(Source):
+        fail = True
+
+        def org_unit_ids(self) -> list[str]:
+            if self.fail:
+                raise ZeroDivisionError("boom")
+            return super().org_unit_ids()
+
+    source = Flaky(database_url)
+    store = SnapshotStore()
+    refresher = Refresher(source, store, full_refresh_seconds=3600)
+    world.event(unit, campaign="a")
+    with caplog.at_level(logging.WARNING):
+        assert refresher.refresh(wait=True) is False
+    assert refresher.status.errors["*"] == "unexpected ZeroDivisionError"
+    assert "Traceback" not in caplog.text
+    assert len([r for r in caplog.records if r.name.startswith("kenbun")]) == 1
+    source.fail = False
+    assert refresher.refresh(wait=True) is True
+    assert store.get(unit).layout.events.height == 1
+    source.close()

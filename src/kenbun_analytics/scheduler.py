@@ -118,9 +118,12 @@ class Refresher:
             self.status.errors["*"] = str(error)
             logger.warning("snapshot refresh failed, serving the last good snapshots: %s", error)
             return False
-        except Exception as error:
-            self.status.errors["*"] = f"{type(error).__name__}: {error}"
-            logger.exception("snapshot refresh failed unexpectedly; serving the last good ones")
+        except Exception as error:  # a bug must not stop later ticks or crash the process
+            self.status.errors["*"] = f"unexpected {type(error).__name__}"
+            logger.error(  # noqa: TRY400 - one line, no traceback in the logs
+                "snapshot refresh failed unexpectedly (%s); serving the last good snapshots",
+                type(error).__name__,
+            )
             return False
         else:
             self.status.errors.pop("*", None)
@@ -139,12 +142,8 @@ class Refresher:
         self.status.org_unit_ids = units
         now = self._clock()
         previous_xmin = self._xmin
-        full = (
-            previous_xmin is None
-            or self._last_full is None
-            or now - self._last_full >= self._full_refresh_seconds
-        )
-        if previous_xmin is None or full:
+        full = self._last_full is None or now - self._last_full >= self._full_refresh_seconds
+        if full or previous_xmin is None:
             failed = self._load_whole(units, taken_at)
             if not failed:
                 self._last_full = now

@@ -57,6 +57,7 @@ function state() {
     q: q.get("q") || "",
     metric: q.get("metric") || "pipeline_value",
     value: q.get("value"),
+    ou: q.get("ou") || "",
   };
 }
 
@@ -312,8 +313,19 @@ function noteSnapshot(response) {
   freshness();
 }
 
+async function chooseOrgUnit(id) {
+  await api("/org-units/active", { method: "POST", body: JSON.stringify({ org_unit_id: id }), headers: { "Content-Type": "application/json" } });
+}
+
 async function loadOrgUnits() {
-  const { body } = await api("/org-units");
+  let { body } = await api("/org-units");
+  // A shared link names its org unit: make it the active one when the reader may read it.
+  const wanted = state().ou;
+  const active = body.org_units.find((unit) => unit.active);
+  if (wanted && (!active || active.id !== wanted) && body.org_units.some((unit) => unit.id === wanted)) {
+    await chooseOrgUnit(wanted);
+    ({ body } = await api("/org-units"));
+  }
   const select = $("org-unit");
   select.replaceChildren(...body.org_units.map((unit) => {
     const option = document.createElement("option");
@@ -324,8 +336,10 @@ async function loadOrgUnits() {
   }));
   $("unit-label").hidden = body.org_units.length === 0;
   if (!body.org_units.some((unit) => unit.active) && body.org_units.length) {
-    await api("/org-units/active", { method: "POST", body: JSON.stringify({ org_unit_id: body.org_units[0].id }), headers: { "Content-Type": "application/json" } });
+    await chooseOrgUnit(body.org_units[0].id);
+    select.value = body.org_units[0].id;
   }
+  if (select.value) setState({ ou: select.value });
 }
 
 async function render() {
@@ -405,8 +419,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("sign-out").addEventListener("click", () => signOut());
   $("org-unit").addEventListener("change", async (event) => {
     try {
-      await api("/org-units/active", { method: "POST", body: JSON.stringify({ org_unit_id: event.target.value }), headers: { "Content-Type": "application/json" } });
-      setState({ value: null });
+      await chooseOrgUnit(event.target.value);
+      setState({ value: null, ou: event.target.value }, { push: true });
       await render();
     } catch (error) {
       showMessage(explain(error));
