@@ -141,7 +141,7 @@ def test_campaign_leads_orders_and_limits() -> None:
     code = built.codes["campaign"]["a"]
     frame = campaign_leads(
         built.events.lazy(),
-        built.leads.lazy(),
+        built.leads,
         rows=built.indexes["campaign"].rows_of(code, 0, built.events.height),
         limit=2,
     )

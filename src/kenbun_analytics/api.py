@@ -134,7 +134,7 @@ def leads_body(
     index = layout.indexes[group_by]
     rows = queries.campaign_leads(
         layout.events.lazy(),
-        layout.leads.lazy(),
+        layout.leads,
         rows=index.rows_of(code, lo, hi) if code is not None else index.rows.clear(),
     ).collect()
     return json_encoder.encode(

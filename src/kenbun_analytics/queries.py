@@ -88,7 +88,7 @@ def campaign_rows(
 
 def campaign_leads(
     events: pl.LazyFrame,
-    leads: pl.LazyFrame,
+    leads: pl.DataFrame,
     *,
     rows: pl.Series,
     limit: int = DRILLDOWN_LIMIT,
@@ -96,8 +96,14 @@ def campaign_leads(
     """The leads behind one value, most recent first touch first, then lead_id.
 
     ``rows`` are the value's events inside the window (``ValueIndex.rows_of``).
+    ``leads`` is in lead-code order, so a lead's facts are a gather by its code,
+    never a join against every lead of the org unit.
     """
-    touches = (
+
+    def fact(name: str) -> pl.Expr:
+        return pl.lit(leads.get_column(name)).gather(pl.col("lead")).alias(name)
+
+    top = (
         events.select("lead", "occurred_at")
         .select(pl.all().gather(pl.lit(rows)))
         .filter(pl.col("lead").is_not_null())
@@ -106,24 +112,21 @@ def campaign_leads(
             pl.col("occurred_at").min().alias("first_touch_at"),
             pl.col("occurred_at").max().alias("last_touch_at"),
         )
-        .join(leads, on="lead", how="left")
+        .with_columns(fact("lead_id"))
         .sort(["first_touch_at", "lead_id"], descending=[True, False])
         .head(limit)
     )
-    return touches.select(
+    return top.select(
         "lead_id",
-        "display_name",
-        "email",
-        "first_name",
-        "last_name",
-        "title",
-        "company",
-        pl.col("score").fill_null(0),
-        "level",
-        "account_id",
-        "account_name",
-        "deal_stage",
-        "deal_amount",
+        *(
+            fact(name)
+            for name in ("display_name", "email", "first_name", "last_name", "title", "company")
+        ),
+        fact("score").fill_null(0),
+        *(
+            fact(name)
+            for name in ("level", "account_id", "account_name", "deal_stage", "deal_amount")
+        ),
         "first_touch_at",
         "last_touch_at",
     )
