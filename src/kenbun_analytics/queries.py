@@ -13,7 +13,6 @@ import polars as pl
 
 from kenbun_analytics.layout import MONEY
 
-GROUP_BY_COLUMNS = ("campaign", "source", "medium")
 DRILLDOWN_LIMIT = 500
 
 

@@ -26,8 +26,6 @@ import pyarrow as pa
 
 from kenbun_analytics.errors import SourceError
 
-UTM_KEYS = {"campaign": "utm_campaign", "source": "utm_source", "medium": "utm_medium"}
-
 _POINTS = """
     COALESCE((
         SELECT CASE WHEN abs(rounded) > 1000000000 THEN 0 ELSE rounded END
