@@ -5,6 +5,7 @@ Domain errors become HTTP statuses in exactly one place, :data:`EXCEPTION_HANDLE
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -145,13 +146,19 @@ def leads_body(
 # ----------------------------------------------------------------- respond --
 
 
+@functools.lru_cache(maxsize=256)
+def _snapshot_at(taken_at: datetime) -> str:
+    """The header text of a snapshot time; formatted once per snapshot, not per request."""
+    return taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _cached_response(
     request: Request[Any, Any, Any], entry: CachedResponse, snapshot: Snapshot
 ) -> Response[bytes]:
     headers = {
         "ETag": entry.etag,
         "Cache-Control": "private, no-cache",
-        "X-Snapshot-At": snapshot.taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "X-Snapshot-At": _snapshot_at(snapshot.taken_at),
     }
     if _matches(request.headers.get("if-none-match"), entry.etag):
         return Response(content=b"", status_code=304, headers=headers)
