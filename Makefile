@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench install install-test browser
+.PHONY: demo test check bench reliability install install-test browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ check: install-test
 ## bench: the benchmark harness at 100k events (see benchmarks/README.md for larger runs)
 bench: install-test
 	$(BIN)/python -m benchmarks.run --events 100000
+
+## reliability: faults, load and hostile input against the real service; writes docs/reliability.md
+reliability: install-test
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m benchmarks.reliability

@@ -265,7 +265,7 @@ def load_test(url: str, unit: str, seconds: int) -> dict[str, Any]:
         server.wait(30)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - one linear script
+def run(args: argparse.Namespace) -> dict[str, Any]:
     url, server = database(args)
     try:
         unit = org_unit_id(SEED, 0)

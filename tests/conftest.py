@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -111,3 +115,39 @@ def refresh(client: TestClient[Litestar]) -> None:
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@dataclass
+class LiveServer:
+    """The app behind a real uvicorn on a loopback port, in a thread of this process."""
+
+    app: Litestar
+    port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def live_server(app: Litestar) -> Iterator[LiveServer]:
+    import uvicorn
+
+    from kenbun_analytics.embedded import free_port
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield LiveServer(app, port)
+    finally:
+        server.should_exit = True
+        thread.join(20)

@@ -237,8 +237,11 @@ def test_choosing_the_active_org_unit_sets_a_cookie(world: World, unit: str, rea
     for body in ({}, {"org_unit_id": 5}, {"org_unit_id": "nope"}, [], {"other": unit}):
         response = ready.post("/org-units/active", json=body, headers=auth)
         assert response.status_code == 400, body
-    response = ready.post("/org-units/active", content=b"{not json", headers=auth)
+    json_type = {**auth, "Content-Type": "application/json"}
+    response = ready.post("/org-units/active", content=b"{not json", headers=json_type)
     assert response.status_code == 400
+    response = ready.post("/org-units/active", content=b'{"org_unit_id": "x"}', headers=auth)
+    assert response.status_code == 415
 
 
 def test_membership_removed_after_cookie_was_set(world: World, unit: str, ready: Client) -> None:

@@ -83,7 +83,7 @@ def test_group_by(value: str | None, column: str) -> None:
         (b"/analytics/campaigns/a%252Fb/leads", "a%2Fb"),
         (b"/analytics/campaigns/c+d/leads", "c+d"),
         (b"/analytics/campaigns/caf%C3%A9%20%E2%98%95/leads?x=1", "caf\u00e9 \u2615"),
-        (b"/analytics/campaigns/50%/leads", "50%"),
+        (b"/analytics/campaigns/50%25/leads", "50%"),
         (b"/analytics/campaigns/a/b/leads", "a/b"),
         (b"/analytics/campaigns/spring", None),
         (b"/analytics/campaigns/leads", None),
@@ -99,6 +99,10 @@ def test_campaign_name_is_decoded_once_from_the_raw_path(raw: bytes, name: str |
     [
         (b"/analytics/campaigns//leads", "campaign_name is required"),
         (b"/analytics/campaigns/%C3/leads", "UTF-8"),
+        (b"/analytics/campaigns/50%/leads", "write '%' as %25"),
+        (b"/analytics/campaigns/%G1/leads", "write '%' as %25"),
+        (b"/analytics/campaigns/a%0/leads", "write '%' as %25"),
+        (b"/analytics/campaigns/%00/leads", "NUL"),
     ],
 )
 def test_bad_campaign_names(raw: bytes, message: str) -> None:

@@ -41,8 +41,17 @@ class World:
     @classmethod
     @contextmanager
     def connect(cls, url: str) -> Iterator[World]:
-        with psycopg.connect(url, autocommit=True) as connection:
-            yield cls(connection)
+        world = cls(psycopg.connect(url, autocommit=True))
+        try:
+            yield world
+        finally:
+            world.connection.close()
+
+    def reconnect(self) -> None:
+        """A new connection after the server restarted (the old one died with it)."""
+        url = self.connection.info.dsn
+        self.connection.close()
+        self.connection = psycopg.connect(url, autocommit=True)
 
     def sql(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
         cursor = self.connection.execute(statement, params)  # type: ignore[arg-type]
@@ -385,3 +394,13 @@ LEFT JOIN accounts acc ON acc.id = l.account_id
 ORDER BY t.first_touch DESC, t.lead_id
 LIMIT 500
 """
+
+
+def backend_waiting_on_lock(url: str) -> int | None:
+    """The pid of the service's backend while it waits on a lock, if one does."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'kenbun-analytics' "
+            "AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row[0] if row else None

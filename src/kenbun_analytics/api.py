@@ -22,6 +22,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Response as LitestarResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 from msgspec import DecodeError, ValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kenbun_analytics import queries
 from kenbun_analytics.auth import (
@@ -38,14 +39,19 @@ from kenbun_analytics.errors import (
     Forbidden,
     KenbunError,
     NotReady,
+    RateLimited,
     Unauthenticated,
+    UnsupportedMediaType,
 )
 from kenbun_analytics.layout import names_frame
+from kenbun_analytics.observability import Metrics
 from kenbun_analytics.params import (
     campaign_name_from_raw_path,
     group_by_column,
     parse_window,
+    single_values,
 )
+from kenbun_analytics.ratelimit import RateLimiter
 from kenbun_analytics.schemas import (
     CampaignsEnvelope,
     CampaignsResponse,
@@ -74,9 +80,11 @@ class Services:
     store: SnapshotStore
     authenticator: Authenticator
     cache: ResultCache
+    limiter: RateLimiter
     secure_cookies: bool
     refresh_status: Any
     """A :class:`kenbun_analytics.scheduler.RefreshStatus` (read only)."""
+    metrics: Metrics
 
 
 def _services(request: Request[Any, Any, Any]) -> Services:
@@ -84,12 +92,23 @@ def _services(request: Request[Any, Any, Any]) -> Services:
 
 
 async def _principal(request: Request[Any, Any, Any]) -> Principal:
-    authenticator = _services(request).authenticator
+    """The caller, after authentication and its credential's rate limit."""
+    services = _services(request)
+    authenticator = services.authenticator
     header = request.headers.get("authorization")
     principal = authenticator.cached(header)
     if principal is None:
         principal = await sync_to_thread(authenticator.authenticate, header)
+    services.limiter.check(principal.credential_id)
     return principal
+
+
+_PARAMETERS = ("group_by", "start_date", "end_date")
+
+
+def _no_repeated_parameters(request: Request[Any, Any, Any]) -> None:
+    query = request.query_params
+    single_values({name: query.getall(name, []) for name in _PARAMETERS}, _PARAMETERS)
 
 
 async def _authorize(request: Request[Any, Any, Any]) -> str:
@@ -195,6 +214,7 @@ _ERRORS = {
     400: _error_spec("A parameter is malformed; detail says which and the accepted forms."),
     401: _error_spec("No, malformed or invalid credentials."),
     403: _error_spec("No access to the active org unit, or none chosen."),
+    429: _error_spec("The credential's rate limit is spent; Retry-After says when to retry."),
     503: _error_spec("The org unit's first snapshot is still loading."),
 }
 
@@ -246,6 +266,7 @@ async def list_campaigns(
     end_date: Annotated[str | None, _END] = None,
 ) -> Response[CampaignsResponse]:
     org_unit_id = await _authorize(request)
+    _no_repeated_parameters(request)
     column = group_by_column(group_by)
     start, end = parse_window(start_date, end_date)
     snapshot = _services(request).store.get(org_unit_id)
@@ -265,6 +286,7 @@ async def _leads(
     campaign_name = campaign_name_from_raw_path(raw_path)
     if campaign_name is None:
         raise NotFoundException
+    _no_repeated_parameters(request)
     column = group_by_column(group_by)
     start, end = parse_window(start_date, end_date)
     snapshot = _services(request).store.get(org_unit_id)
@@ -314,7 +336,7 @@ async def list_campaign_leads_with_slashes(
     "/org-units",
     summary="Org units the caller may read",
     tags=["org units"],
-    responses={401: _ERRORS[401]},
+    responses={code: _ERRORS[code] for code in (401, 429)},
 )
 async def list_org_units(request: Request[Any, Any, Any]) -> OrgUnitsResponse:
     principal = await _principal(request)
@@ -338,10 +360,15 @@ async def list_org_units(request: Request[Any, Any, Any]) -> OrgUnitsResponse:
     summary="Choose the active org unit",
     description='Body {"org_unit_id": "<uuid>"}. Sets the kenbun_active_ou cookie.',
     tags=["org units"],
-    responses={code: _ERRORS[code] for code in (400, 401, 403)},
+    responses={
+        **{code: _ERRORS[code] for code in (400, 401, 403, 429)},
+        415: _error_spec("The body is not sent as application/json."),
+    },
 )
 async def choose_org_unit(request: Request[Any, Any, Any]) -> Response[None]:
     principal = await _principal(request)
+    if request.content_type[0] != "application/json":
+        raise UnsupportedMediaType
     raw = await request.body()
     try:
         body = active_org_unit_decoder.decode(raw)
@@ -408,7 +435,21 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[ReadyResponse]:
     return Response(ReadyResponse(ready=True, detail="ready"))
 
 
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Requests, latency, snapshot refreshes, rows and ages, and the result cache, "
+    "in the Prometheus text format.",
+    tags=["operations"],
+    media_type=CONTENT_TYPE_LATEST,
+    sync_to_thread=False,
+)
+def metrics(request: Request[Any, Any, Any]) -> bytes:
+    return generate_latest(_services(request).metrics.registry)
+
+
 ROUTES = [
+    metrics,
     list_campaigns,
     list_campaign_leads,
     list_campaign_leads_with_slashes,
@@ -427,15 +468,30 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> R
     return LitestarResponse(content=body, status_code=status, media_type=JSON, headers=headers)
 
 
-def _kenbun_error(_: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+_CLIENT_ERRORS: tuple[tuple[type[KenbunError], int], ...] = (
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (BadRequest, 400),
+    (UnsupportedMediaType, 415),
+    (RateLimited, 429),
+    (NotReady, 503),
+)
+
+
+def _error_headers(error: KenbunError) -> dict[str, str] | None:
     if isinstance(error, Unauthenticated):
-        return _error(401, error.detail, {"WWW-Authenticate": WWW_AUTHENTICATE})
-    if isinstance(error, Forbidden):
-        return _error(403, error.detail)
-    if isinstance(error, BadRequest):
-        return _error(400, error.detail)
+        return {"WWW-Authenticate": WWW_AUTHENTICATE}
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(error.retry_after_seconds)}
     if isinstance(error, NotReady):
-        return _error(503, error.detail, {"Retry-After": "5"})
+        return {"Retry-After": "5"}
+    return None
+
+
+def _kenbun_error(_: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+    for kind, status in _CLIENT_ERRORS:
+        if isinstance(error, kind):
+            return _error(status, getattr(error, "detail", str(error)), _error_headers(error))
     logger.error("request failed: %s", error)
     return _error(503, "the analytics source is unavailable; retry shortly")
 

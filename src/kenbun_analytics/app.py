@@ -20,7 +20,10 @@ from kenbun_analytics.api import EXCEPTION_HANDLERS, ROUTES, Services
 from kenbun_analytics.auth import Authenticator
 from kenbun_analytics.cache import ResultCache
 from kenbun_analytics.errors import SettingsError
-from kenbun_analytics.scheduler import Refresher, start_scheduler
+from kenbun_analytics.guard import guard
+from kenbun_analytics.observability import Metrics, observe
+from kenbun_analytics.ratelimit import RateLimiter
+from kenbun_analytics.scheduler import Refresher, RefreshStatus, start_scheduler
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source import Source
 from kenbun_analytics.store import SnapshotStore
@@ -59,23 +62,40 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
     if not settings.database_url:
         raise SettingsError("KENBUN_DATABASE_URL", "", "a PostgreSQL URL")
     database_url = settings.database_url
+    store = SnapshotStore()
+    cache = ResultCache(settings.result_cache_bytes)
+    status = RefreshStatus()
+    metrics = Metrics(store, cache, status)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         source = Source(database_url, statement_timeout_seconds=settings.refresh_timeout_seconds)
         auth_source = Source(database_url, statement_timeout_seconds=5)
-        store = SnapshotStore()
-        refresher = Refresher(source, store, full_refresh_seconds=settings.full_refresh_seconds)
+        refresher = Refresher(
+            source,
+            store,
+            full_refresh_seconds=settings.full_refresh_seconds,
+            refresh_seconds=settings.refresh_seconds,
+            migrate=settings.migrate,
+            on_refresh=metrics.refreshed,
+            status=status,
+        )
         app.state.refresher = refresher
         app.state.services = Services(
             store=store,
-            authenticator=Authenticator(auth_source, cache_seconds=settings.auth_cache_seconds),
-            cache=ResultCache(settings.result_cache_bytes),
+            authenticator=Authenticator(
+                auth_source,
+                cache_seconds=settings.auth_cache_seconds,
+                stale_seconds=settings.auth_stale_seconds,
+            ),
+            cache=cache,
+            limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             secure_cookies=settings.secure_cookies,
-            refresh_status=refresher.status,
+            refresh_status=status,
+            metrics=metrics,
         )
         scheduler = (
-            start_scheduler(refresher, interval_seconds=settings.refresh_seconds)
+            start_scheduler(refresher, tick_seconds=min(1.0, settings.refresh_seconds))
             if run_scheduler
             else None
         )
@@ -87,7 +107,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             source.close()
             auth_source.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTES, page_router()],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -107,4 +127,9 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             security=[{"personalAccessToken": []}, {"serviceAccount": []}],
         ),
         debug=False,
+        logging_config=None,  # the process's logging is ours: JSON lines, see observability
     )
+    # Outermost, around Litestar's own exception handling, the way Litestar's
+    # OpenTelemetry plugin wraps it: every answer, 404s and 413s too, is observed.
+    app.asgi_handler = observe(guard(app.asgi_handler), metrics, access_log=settings.access_log)
+    return app

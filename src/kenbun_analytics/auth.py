@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from kenbun_analytics import source as db
-from kenbun_analytics.errors import Forbidden, NoActiveOrgUnit, Unauthenticated
+from kenbun_analytics.errors import Forbidden, NoActiveOrgUnit, SourceError, Unauthenticated
 from kenbun_analytics.source import Source
 
 WWW_AUTHENTICATE = (
@@ -133,10 +133,12 @@ class Authenticator:
         source: Source,
         *,
         cache_seconds: float,
+        stale_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._cache_seconds = cache_seconds
+        self._stale_seconds = stale_seconds
         self._clock = clock
         self._cache: OrderedDict[tuple[str, bytes], tuple[float, Principal | None]] = OrderedDict()
         self._lock = threading.Lock()
@@ -163,17 +165,32 @@ class Authenticator:
         if principal is not None:
             return principal
         credential = _parse_authorization(authorization)
-        fetched_at = self._clock()
-        if credential.kind == "bearer":
-            principal = self._user(credential)
-        else:
-            principal = self._service_account(credential)
         key = (credential.client_id, credential.key)
+        fetched_at = self._clock()
+        try:
+            if credential.kind == "bearer":
+                principal = self._user(credential)
+            else:
+                principal = self._service_account(credential)
+        except SourceError as error:
+            return self._last_known(key, fetched_at, error)
         with self._lock:
             self._cache[key] = (fetched_at, principal)
             self._cache.move_to_end(key)
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
+        if principal is None or _expired(principal):
+            raise Unauthenticated("invalid credentials")
+        return principal
+
+    def _last_known(self, key: tuple[str, bytes], now: float, error: SourceError) -> Principal:
+        """While PostgreSQL is unreachable: the answer of the last lookup, if recent
+        enough; ``error`` otherwise."""
+        with self._lock:
+            entry = self._cache.get(key)
+        if entry is None or now - entry[0] > self._stale_seconds:
+            raise error
+        principal = entry[1]
         if principal is None or _expired(principal):
             raise Unauthenticated("invalid credentials")
         return principal

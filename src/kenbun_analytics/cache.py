@@ -35,6 +35,9 @@ class ResultCache:
     def size_bytes(self) -> int:
         return self._bytes
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, key: tuple[object, ...]) -> CachedResponse | None:
         with self._lock:
             entry = self._entries.get(key)

@@ -274,7 +274,8 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
-        access_log=False,
+        log_config=None,  # our JSON lines; see observability.configure_logging
+        access_log=False,  # the app writes its own access line, with the request id
         proxy_headers=False,
         timeout_graceful_shutdown=30,
         lifespan="on",
@@ -285,12 +286,20 @@ def serve(settings: Settings) -> None:
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from kenbun_analytics import admin
 
+    if args.command in {"serve", "demo"}:
+        from kenbun_analytics.observability import configure_logging
+
+        configure_logging()
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
     if args.command == "serve":
-        source = _source(args)
-        if not args.no_migrate:
-            source.migrate()
-        source.close()
-        serve(_settings(args, environ, args.database_url))
+        if not args.database_url:
+            raise SystemExit("kenbun-analytics: give --database-url or set KENBUN_DATABASE_URL")
+        # No database round trip here: the service starts even while PostgreSQL is
+        # down, and the refresher migrates and loads once it answers.
+        settings = replace(_settings(args, environ, args.database_url), migrate=not args.no_migrate)
+        serve(settings)
         return 0
     if args.command == "demo":
         from kenbun_analytics.demo import run_demo
@@ -356,9 +365,6 @@ def _users(args: argparse.Namespace, source: Any, admin: Any) -> None:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         args = build_parser(environ).parse_args(argv)
         return _run(args, environ)

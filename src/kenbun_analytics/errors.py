@@ -9,11 +9,15 @@
     ├── Unauthenticated                   no, malformed or invalid credentials -> 401
     ├── Forbidden                         no access to the active org unit -> 403
     │   └── NoActiveOrgUnit               nothing chose an org unit -> 403
+    ├── UnsupportedMediaType              a body that is not application/json -> 415
+    ├── RateLimited                       the credential spent its request budget -> 429
     ├── NotReady (LookupError)            no snapshot yet for the org unit -> 503
     └── SourceError (RuntimeError)        PostgreSQL failed; the text never carries SQL
 """
 
 from __future__ import annotations
+
+import re
 
 
 class KenbunError(Exception):
@@ -66,6 +70,22 @@ class NoActiveOrgUnit(Forbidden):
         self.args = (self.detail,)
 
 
+class UnsupportedMediaType(KenbunError):
+    def __init__(self) -> None:
+        self.detail = "send the body as JSON with Content-Type: application/json"
+        super().__init__(self.detail)
+
+
+class RateLimited(KenbunError):
+    def __init__(self, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = max(1, retry_after_seconds)
+        self.detail = (
+            "too many requests for this credential: retry after "
+            f"{self.retry_after_seconds} s, or repeat identical requests with If-None-Match"
+        )
+        super().__init__(self.detail)
+
+
 class NotReady(KenbunError, LookupError):
     def __init__(self, org_unit_id: str) -> None:
         self.detail = "the analytics snapshot of this organizational unit is still loading"
@@ -80,6 +100,10 @@ class SourceError(KenbunError, RuntimeError):
         super().__init__(f"{operation} failed: {type(cause).__name__}: {_first_line(cause)}")
 
 
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+-]+){2,}[\\/]?")
+
+
 def _first_line(cause: BaseException) -> str:
+    """The driver's first line (later lines quote the SQL), without file paths."""
     text = str(cause).strip().splitlines()
-    return text[0][:300] if text else ""
+    return _PATH.sub("[path]", text[0][:300]) if text else ""

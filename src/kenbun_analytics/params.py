@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from kenbun_analytics.errors import BadRequest, InvalidDate
@@ -17,6 +18,7 @@ _TIMESTAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
     r"(?:([Zz])|([+\- ])([0-9]{2}):([0-9]{2}))"
 )
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _LEADS_PREFIX = b"/analytics/campaigns/"
 _LEADS_SUFFIX = b"/leads"
 
@@ -94,10 +96,23 @@ def campaign_name_from_raw_path(raw_path: bytes) -> str | None:
     ):
         return None
     encoded = path[len(_LEADS_PREFIX) : len(path) - len(_LEADS_SUFFIX)]
+    if _BAD_ESCAPE.search(encoded):
+        raise BadRequest(
+            "campaign_name has a '%' that does not start a %XX escape: write '%' as %25"
+        )
     try:
         name = urllib.parse.unquote_to_bytes(encoded).decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("campaign_name must be UTF-8 text, percent-encoded") from None
     if not name:
         raise BadRequest("campaign_name is required")
+    if "\x00" in name:
+        raise BadRequest("campaign_name cannot hold a NUL character (%00): no UTM value does")
     return name
+
+
+def single_values(query: Mapping[str, list[str]], names: tuple[str, ...]) -> None:
+    """A parameter given twice is ambiguous: say so rather than pick one."""
+    for name in names:
+        if len(query.get(name, ())) > 1:
+            raise BadRequest(f"{name} is given more than once: give it once")

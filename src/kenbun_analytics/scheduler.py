@@ -77,6 +77,12 @@ class RefreshStatus:
     last_duration_seconds: float | None = None
     last_kind: str | None = None
     """``full`` or ``incremental``: what the last successful refresh did."""
+    consecutive_failures: int = 0
+    """Refreshes failed in a row; the retry delay doubles with each, up to the interval."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """Failed refreshes per org unit since start ("*": the refresh as a whole)."""
+    unit_seconds: dict[str, float] = field(default_factory=dict)
+    """Duration of each org unit's last load or update."""
 
 
 class Refresher:
@@ -88,16 +94,37 @@ class Refresher:
         store: SnapshotStore,
         *,
         full_refresh_seconds: float,
+        refresh_seconds: float = 30.0,
+        migrate: bool = False,
+        on_refresh: Callable[[str, float], None] | None = None,
+        status: RefreshStatus | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._store = store
         self._full_refresh_seconds = full_refresh_seconds
+        self._refresh_seconds = refresh_seconds
+        self._migrate_pending = migrate
+        self._on_refresh = on_refresh
         self._clock = clock
         self._running = threading.Lock()
         self._xmin: str | None = None
         self._last_full: float | None = None
-        self.status = RefreshStatus()
+        self._next_attempt = float("-inf")
+        self.status = status if status is not None else RefreshStatus()
+
+    def retry_delay(self, consecutive_failures: int) -> float:
+        """Seconds before the next attempt: the interval after a success; after
+        failures 0.5 s doubling with each one, never longer than the interval."""
+        if consecutive_failures == 0:
+            return self._refresh_seconds
+        backoff: float = 0.5 * 2.0 ** min(consecutive_failures - 1, 20)
+        return min(self._refresh_seconds, backoff)
+
+    def tick(self) -> None:
+        """The scheduler's call, every second or so: refresh when one is due."""
+        if self._clock() >= self._next_attempt:
+            self.refresh()
 
     def request_full(self) -> None:
         """Make the next refresh a full one."""
@@ -112,28 +139,45 @@ class Refresher:
         if not self._running.acquire(blocking=wait):
             return False
         started = self._clock()
+        ok = False
         try:
             self._refresh()
         except SourceError as error:
-            self.status.errors["*"] = str(error)
+            self._failed("*", str(error))
             logger.warning("snapshot refresh failed, serving the last good snapshots: %s", error)
-            return False
         except Exception as error:  # a bug must not stop later ticks or crash the process
-            self.status.errors["*"] = f"unexpected {type(error).__name__}"
+            self._failed("*", f"unexpected {type(error).__name__}")
             logger.error(  # noqa: TRY400 - one line, no traceback in the logs
                 "snapshot refresh failed unexpectedly (%s); serving the last good snapshots",
                 type(error).__name__,
             )
-            return False
         else:
             self.status.errors.pop("*", None)
             self.status.last_success_at = datetime.now(UTC)
-            return not self.status.errors
+            ok = not self.status.errors
         finally:
-            self.status.last_duration_seconds = self._clock() - started
+            finished = self._clock()
+            self.status.last_duration_seconds = finished - started
+            status = self.status
+            status.consecutive_failures = 0 if ok else status.consecutive_failures + 1
+            delay = self.retry_delay(status.consecutive_failures)
+            self._next_attempt = (started if ok else finished) + delay
+            if self._on_refresh is not None:
+                outcome = (status.last_kind or "full") if ok else "failed"
+                self._on_refresh(outcome, finished - started)
             self._running.release()
+        return ok
+
+    def _failed(self, unit: str, error: str) -> None:
+        self.status.errors[unit] = error
+        self.status.failures[unit] = self.status.failures.get(unit, 0) + 1
 
     def _refresh(self) -> None:
+        if self._migrate_pending:
+            applied = self._source.migrate()
+            self._migrate_pending = False
+            if applied:
+                logger.info("applied migrations: %s", ", ".join(applied))
         taken_at = datetime.now(UTC)
         xmin = self._source.snapshot_xmin()
         units = self._source.org_unit_ids()
@@ -158,6 +202,7 @@ class Refresher:
     def _load_whole(self, units: list[str], taken_at: datetime) -> bool:
         failed = False
         for unit in units:
+            started = self._clock()
             try:
                 layout = full_layout(
                     self._source.events_of(unit),
@@ -166,11 +211,12 @@ class Refresher:
                 )
             except SourceError as error:
                 failed = True
-                self.status.errors[unit] = str(error)
+                self._failed(unit, str(error))
                 logger.warning("refresh of org unit %s failed: %s", unit, error)
                 continue
             self._store.put(Snapshot(unit, taken_at, next_version(), layout))
             self.status.errors.pop(unit, None)
+            self.status.unit_seconds[unit] = self._clock() - started
         return failed
 
     def _apply_changes(self, units: list[str], changes: Changes, taken_at: datetime) -> bool:
@@ -180,6 +226,7 @@ class Refresher:
             whole = set(units)
         whole &= unit_set
         partial = (set(changes.dimension_units) | set(changes.event_units)) & unit_set - whole
+        self._store.confirm(unit_set - whole - partial, taken_at)
         failed = self._load_whole(sorted(whole), taken_at)
         if not partial:
             return failed
@@ -189,6 +236,7 @@ class Refresher:
             with_org_unit=True,
         )
         for unit in sorted(partial):
+            started = self._clock()
             old = self._store.get(unit).layout
             base, dictionaries = base_of(old), old.dictionaries
             if unit in changes.event_units:
@@ -204,10 +252,13 @@ class Refresher:
                     lead_facts, account_deals = lead_facts_of(old), account_deals_of(old)
             except SourceError as error:
                 failed = True
-                self.status.errors[unit] = str(error)
+                self._failed(unit, str(error))
+                logger.warning("refresh of org unit %s failed: %s", unit, error)
                 continue
             layout = build(base, dictionaries, lead_facts, account_deals)
             self._store.put(Snapshot(unit, taken_at, next_version(), layout))
+            self.status.errors.pop(unit, None)
+            self.status.unit_seconds[unit] = self._clock() - started
         return failed
 
     @staticmethod
@@ -215,13 +266,17 @@ class Refresher:
         return current.filter(pl.col("org_unit_id") == unit).drop("org_unit_id")
 
 
-def start_scheduler(refresher: Refresher, *, interval_seconds: float) -> BackgroundScheduler:
-    """Run ``refresher.refresh`` now and then every ``interval_seconds``, never twice at once."""
+def start_scheduler(refresher: Refresher, *, tick_seconds: float = 1.0) -> BackgroundScheduler:
+    """Call ``refresher.tick`` now and then every ``tick_seconds``, never twice at once.
+
+    The refresher decides whether a refresh is due (the interval after a success,
+    a doubling backoff after failures); the tick itself never raises.
+    """
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
-        refresher.refresh,
+        refresher.tick,
         "interval",
-        seconds=interval_seconds,
+        seconds=tick_seconds,
         next_run_time=datetime.now(UTC),
         max_instances=1,
         coalesce=True,

@@ -47,6 +47,26 @@ class Settings:
     """``KENBUN_SECURE_COOKIES``: mark the active-org-unit cookie ``Secure``
     (set it when the service is reached over HTTPS)."""
 
+    auth_stale_seconds: float = 900.0
+    """``KENBUN_AUTH_STALE_SECONDS``: while PostgreSQL is unreachable, a credential
+    that was valid at its last lookup keeps working for this long (never past its
+    expiry), so an outage does not lock readers out of the last good snapshot."""
+
+    rate_limit_per_second: float = 0.0
+    """``KENBUN_RATE_LIMIT_PER_SECOND``: requests per second each credential may
+    make on average; 0 turns rate limiting off."""
+
+    rate_limit_burst: int = 0
+    """``KENBUN_RATE_LIMIT_BURST``: requests a credential may make at once above
+    the rate; 0 means twice the rate."""
+
+    access_log: bool = True
+    """``KENBUN_ACCESS_LOG``: write one JSON log line per request."""
+
+    migrate: bool = True
+    """Apply missing migrations once PostgreSQL is reachable (``serve --no-migrate``
+    or ``KENBUN_NO_MIGRATE`` turns it off)."""
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -104,4 +124,15 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             _number(environ, "KENBUN_RESULT_CACHE_BYTES", defaults.result_cache_bytes, minimum=0)
         ),
         secure_cookies=_flag(environ, "KENBUN_SECURE_COOKIES", default=defaults.secure_cookies),
+        auth_stale_seconds=_number(
+            environ, "KENBUN_AUTH_STALE_SECONDS", defaults.auth_stale_seconds, minimum=0
+        ),
+        rate_limit_per_second=_number(
+            environ, "KENBUN_RATE_LIMIT_PER_SECOND", defaults.rate_limit_per_second, minimum=0
+        ),
+        rate_limit_burst=int(
+            _number(environ, "KENBUN_RATE_LIMIT_BURST", defaults.rate_limit_burst, minimum=0)
+        ),
+        access_log=_flag(environ, "KENBUN_ACCESS_LOG", default=defaults.access_log),
+        migrate=not _flag(environ, "KENBUN_NO_MIGRATE", default=not defaults.migrate),
     )

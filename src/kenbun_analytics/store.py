@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kenbun_analytics.errors import NotReady
@@ -54,6 +54,15 @@ class SnapshotStore:
         with self._lock:
             snapshots = dict(self._snapshots)
             snapshots[snapshot.org_unit_id] = snapshot
+            self._snapshots = snapshots
+
+    def confirm(self, org_unit_ids: set[str], taken_at: datetime) -> None:
+        """A refresh found nothing changed in these org units: their snapshots are
+        current as of ``taken_at``. Same data, same version, so cached answers stay."""
+        with self._lock:
+            snapshots = dict(self._snapshots)
+            for unit in org_unit_ids & snapshots.keys():
+                snapshots[unit] = replace(snapshots[unit], taken_at=taken_at)
             self._snapshots = snapshots
 
     def retain(self, org_unit_ids: set[str]) -> None:

@@ -1,0 +1,61 @@
+"""Request limits checked before routing: the shape of the request line and headers.
+
+The endpoints take three short parameters and a handful of headers, so anything
+much larger is a mistake or an attack, and is answered before any work with the
+same JSON error body as every other 4xx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kenbun_analytics.schemas import ErrorBody, json_encoder
+
+MAX_PATH_BYTES = 8 * 1024
+MAX_QUERY_BYTES = 4 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADERS = 100
+SINGLE_HEADERS = (b"authorization", b"x-org-unit-id")
+
+
+def _rejection(scope: dict[str, Any]) -> tuple[int, str] | None:
+    if len(scope.get("raw_path") or b"") > MAX_PATH_BYTES:
+        return 414, f"the path is longer than {MAX_PATH_BYTES} bytes"
+    if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+        return 414, (
+            f"the query string is longer than {MAX_QUERY_BYTES} bytes: "
+            "send only group_by, start_date and end_date"
+        )
+    headers = scope.get("headers", [])
+    if len(headers) > MAX_HEADERS:
+        return 431, f"more than {MAX_HEADERS} request headers"
+    if sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEADER_BYTES:
+        return 431, f"the request headers are larger than {MAX_HEADER_BYTES} bytes"
+    for single in SINGLE_HEADERS:
+        if sum(1 for name, _ in headers if name == single) > 1:
+            return 400, f"send the {single.decode()} header once"
+    return None
+
+
+def guard(app: Any) -> Any:
+    """Wrap an ASGI app: oversized or ambiguous requests get a 4xx before routing."""
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or (rejection := _rejection(scope)) is None:
+            await app(scope, receive, send)
+            return
+        status, detail = rejection
+        body = json_encoder.encode(ErrorBody(status=status, detail=detail))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded

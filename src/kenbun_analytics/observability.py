@@ -1,0 +1,233 @@
+"""Request ids, JSON logs and Prometheus metrics.
+
+:func:`observe` wraps the whole ASGI app, outside Litestar's exception
+handling, so every answer (404s, 413s and 429s included) gets an
+``X-Request-Id`` header, one JSON access-log line and its place in the request
+metrics. Snapshot and cache metrics are read when ``/metrics`` is scraped, so
+the hot path only counts and times the request itself.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kenbun_analytics.cache import ResultCache
+from kenbun_analytics.store import SnapshotStore
+
+REQUEST_ID_HEADER = b"x-request-id"
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+# Defence in depth: nothing we log should hold a credential, but if a message ever
+# quotes one, the secret part never reaches the log.
+_CREDENTIAL = re.compile(
+    r"kbn_(?:pat|sas)_[0-9A-Za-z]*|(?i:\b(?:bearer|basic)\s+)[^\s\"',;]+", re.ASCII
+)
+
+access_logger = logging.getLogger("kenbun_analytics.access")
+
+
+def redact(text: str) -> str:
+    return _CREDENTIAL.sub("[redacted]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line. Exceptions are reduced to their type: no traceback,
+    file path or SQL text reaches a log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        rid = request_id.get()
+        if rid is not None:
+            entry["request_id"] = rid
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error_type"] = record.exc_info[0].__name__
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """JSON lines on stderr for the whole process, uvicorn's own loggers included."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "apscheduler"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+# ----------------------------------------------------------------- metrics --
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_REFRESH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _SnapshotCollector(Collector):
+    """Snapshot rows and ages, refresh failures and the result cache, read at scrape."""
+
+    def __init__(self, store: SnapshotStore, cache: ResultCache, status: Any) -> None:
+        self._store = store
+        self._cache = cache
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        now = datetime.now(UTC)
+        rows = GaugeMetricFamily(
+            "kenbun_snapshot_rows",
+            "Counting events in the org unit's snapshot.",
+            labels=["org_unit"],
+        )
+        age = GaugeMetricFamily(
+            "kenbun_snapshot_age_seconds",
+            "Seconds since the org unit's serving snapshot was taken.",
+            labels=["org_unit"],
+        )
+        for unit, snapshot in sorted(self._store.all().items()):
+            rows.add_metric([unit], snapshot.layout.events.height)
+            age.add_metric([unit], (now - snapshot.taken_at).total_seconds())
+        load = GaugeMetricFamily(
+            "kenbun_snapshot_load_seconds",
+            "Duration of the org unit's last snapshot load or update.",
+            labels=["org_unit"],
+        )
+        for unit, seconds in sorted(self._status.unit_seconds.items()):
+            load.add_metric([unit], seconds)
+        failures = CounterMetricFamily(
+            "kenbun_snapshot_refresh_failures",
+            'Failed refreshes per org unit; org_unit="*" counts refreshes that failed '
+            "before reaching any org unit (PostgreSQL unreachable).",
+            labels=["org_unit"],
+        )
+        for unit, count in sorted(self._status.failures.items()):
+            failures.add_metric([unit], count)
+        yield from (rows, age, load, failures)
+        yield CounterMetricFamily(
+            "kenbun_result_cache_hits", "Result cache hits.", value=self._cache.hits
+        )
+        yield CounterMetricFamily(
+            "kenbun_result_cache_misses", "Result cache misses.", value=self._cache.misses
+        )
+        yield GaugeMetricFamily(
+            "kenbun_result_cache_bytes",
+            "Bytes held by the result cache.",
+            value=self._cache.size_bytes,
+        )
+        yield GaugeMetricFamily(
+            "kenbun_result_cache_entries", "Entries in the result cache.", value=len(self._cache)
+        )
+
+
+class Metrics:
+    """The process's Prometheus registry (one per app, so tests can build many apps)."""
+
+    def __init__(self, store: SnapshotStore, cache: ResultCache, status: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "kenbun_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kenbun_http_request_duration_seconds",
+            "Time from the request's arrival to its last body byte, by route and status.",
+            ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.refreshes = Histogram(
+            "kenbun_snapshot_refresh_duration_seconds",
+            "Duration of whole snapshot refreshes, by outcome: full, incremental or failed.",
+            ["outcome"],
+            buckets=_REFRESH_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_SnapshotCollector(store, cache, status))
+
+    def refreshed(self, outcome: str, seconds: float) -> None:
+        self.refreshes.labels(outcome).observe(seconds)
+
+
+def _route(scope: dict[str, Any]) -> str:
+    template = scope.get("path_template")
+    if not template:
+        return "unmatched"
+    if template.startswith("/analytics/campaigns/{"):
+        return "/analytics/campaigns/{campaign_name}/leads"
+    return str(template)
+
+
+def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
+            return value.decode("ascii")
+    return secrets.token_hex(8)
+
+
+def observe(app: Any, metrics: Metrics, *, access_log: bool) -> Any:
+    """Wrap an ASGI app: request id, access log line and request metrics."""
+
+    async def observed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = _incoming_request_id(scope.get("headers", []))
+        token = request_id.set(rid)
+        status = 500
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", rid.encode("ascii")),
+                ]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route, method, code = _route(scope), scope.get("method", ""), str(status)
+            metrics.requests.labels(route, method, code).inc()
+            metrics.latency.labels(route, method, code).observe(seconds)
+            if access_log:
+                access_logger.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "request_id": rid,
+                            "method": method,
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(seconds * 1000, 3),
+                        }
+                    },
+                )
+            request_id.reset(token)
+
+    return observed

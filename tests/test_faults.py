@@ -1,0 +1,281 @@
+"""Faults: PostgreSQL stopped, backends terminated, refreshes hung, a service started
+against a database that is not there yet.
+
+These tests run their own embedded PostgreSQL, because they stop and start it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from kenbun_analytics.app import create_app
+from kenbun_analytics.embedded import EmbeddedPostgres
+from kenbun_analytics.scheduler import Refresher, start_scheduler
+from kenbun_analytics.settings import Settings
+from kenbun_analytics.source import Source
+from kenbun_analytics.store import SnapshotStore
+from tests.world import World, backend_waiting_on_lock
+
+Client = TestClient[Litestar]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    embedded = EmbeddedPostgres(Path(tmp_path_factory.mktemp("faults")) / "data", fast=True)
+    embedded.start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture
+def database(server: EmbeddedPostgres) -> Iterator[str]:
+    """A migrated database on the private server, which is running at the start of each test."""
+    if server.pid is None:
+        server.start()
+    name = "faults_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(server.url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = server.url.rsplit("/", 1)[0] + "/" + name
+    source = Source(url)
+    source.migrate()
+    source.close()
+    yield url
+    if server.pid is None:
+        server.start()
+    with psycopg.connect(server.url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def world(database: str) -> Iterator[World]:
+    with World.connect(database) as built:
+        yield built
+
+
+@pytest.fixture
+def unit(world: World) -> str:
+    unit = world.org_unit("Acme")
+    lead = world.lead(unit, level="Hot")
+    for campaign in ("spring", "spring", "autumn"):
+        world.event(unit, lead=lead, campaign=campaign)
+    return unit
+
+
+def until(condition: Callable[[], Any], timeout: float, what: str) -> float:
+    """Seconds until ``condition()`` is true; fails after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    pytest.fail(f"not within {timeout} s: {what}")
+
+
+def serving_app(url: str, **overrides: Any) -> Litestar:
+    settings = Settings(
+        database_url=url,
+        refresh_seconds=overrides.pop("refresh_seconds", 0.5),
+        full_refresh_seconds=3600,
+        **overrides,
+    )
+    return create_app(settings, run_scheduler=True)
+
+
+def campaigns(client: Client, headers: dict[str, str], start: str | None = None) -> Any:
+    params = {"start_date": start} if start else {}
+    response = client.get("/analytics/campaigns", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["campaigns"]
+
+
+def ready(client: Client) -> bool:
+    return client.get("/readyz").status_code == 200
+
+
+def test_outage_keeps_serving_and_the_first_refresh_after_it_succeeds(
+    server: EmbeddedPostgres, world: World, unit: str, database: str
+) -> None:
+    """With PostgreSQL stopped, every request gets 200 from the last snapshot (cached or
+    not, credentials included); /healthz shows the error and a growing age; once the
+    server is back, the next refresh succeeds without a restart."""
+    headers = world.reader(unit)
+    with TestClient(serving_app(database)) as client:
+        until(lambda: ready(client), 20, "ready")
+        before = campaigns(client, headers)
+        assert {row["name"] for row in before} == {"spring", "autumn"}
+        server.stop()
+        until(lambda: client.get("/healthz").json()["last_refresh_error"], 10, "error in /healthz")
+        ages = []
+        for day in range(1, 29):  # uncached windows: computed from the last snapshot
+            assert campaigns(client, headers) == before
+            assert campaigns(client, headers, f"2020-02-{day:02d}") == before
+            health = client.get("/healthz").json()
+            assert "failed" in health["last_refresh_error"]
+            ages.append(health["org_units"][0]["snapshot_age_seconds"])
+            time.sleep(0.05)
+        assert ages == sorted(ages)
+        assert ages[-1] > ages[0]
+        assert client.get("/readyz").status_code == 200  # it has a snapshot to serve
+
+        server.start()
+        world.reconnect()
+        world.event(unit, campaign="winter")
+        until(
+            lambda: (
+                {row["name"] for row in campaigns(client, headers)}
+                == {"spring", "autumn", "winter"}
+            ),
+            15,
+            "the first refresh after the outage",
+        )
+        assert client.get("/healthz").json()["last_refresh_error"] is None
+
+
+def test_a_backend_terminated_mid_refresh(world: World, unit: str, database: str) -> None:
+    """pg_terminate_backend during a refresh fails that refresh only; the next one
+    reconnects and succeeds, and answers never stop."""
+    headers = world.reader(unit)
+    with TestClient(serving_app(database, refresh_seconds=3600)) as client:
+        until(lambda: ready(client), 20, "ready")
+        before = campaigns(client, headers)
+        refresher: Refresher = client.app.state.refresher
+        refresher.request_full()
+        results: list[bool] = []
+        with psycopg.connect(database) as holder:
+            holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+            thread = threading.Thread(target=lambda: results.append(refresher.refresh(wait=True)))
+            thread.start()
+            until(lambda: backend_waiting_on_lock(database), 10, "the refresh waiting on the lock")
+            assert campaigns(client, headers) == before
+            with psycopg.connect(database, autocommit=True) as killer:
+                killer.execute(
+                    "SELECT pg_terminate_backend(%s)", (backend_waiting_on_lock(database),)
+                )
+            thread.join(10)
+        assert results == [False]
+        assert (
+            "terminating connection" in client.get("/healthz").json()["org_units"][0]["last_error"]
+        )
+        assert campaigns(client, headers) == before
+        world.event(unit, campaign="winter")
+        assert refresher.refresh(wait=True)
+        assert {row["name"] for row in campaigns(client, headers)} == {"spring", "autumn", "winter"}
+
+
+def test_the_server_stopped_mid_refresh(
+    server: EmbeddedPostgres, world: World, unit: str, database: str
+) -> None:
+    """Stopping PostgreSQL while a refresh reads fails that refresh; after a start, the
+    next refresh succeeds on a new connection."""
+    headers = world.reader(unit)
+    with TestClient(serving_app(database, refresh_seconds=3600)) as client:
+        until(lambda: ready(client), 20, "ready")
+        before = campaigns(client, headers)
+        refresher: Refresher = client.app.state.refresher
+        refresher.request_full()
+        results: list[bool] = []
+        holder = psycopg.connect(database)
+        holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        thread = threading.Thread(target=lambda: results.append(refresher.refresh(wait=True)))
+        thread.start()
+        until(lambda: backend_waiting_on_lock(database), 10, "the refresh waiting on the lock")
+        server.stop()
+        thread.join(10)
+        holder.close()
+        assert results == [False]
+        assert campaigns(client, headers) == before
+        server.start()
+        world.reconnect()
+        assert refresher.refresh(wait=True)
+        assert campaigns(client, headers) == before
+
+
+def test_a_service_started_while_the_database_is_down(
+    server: EmbeddedPostgres, world: World, unit: str, database: str
+) -> None:
+    """It stays up, /readyz is 503 with the reason, retries back off, and it becomes
+    ready once PostgreSQL appears; answers then match the data."""
+    headers = world.reader(unit)
+    server.stop()
+    with TestClient(serving_app(database, refresh_seconds=4)) as client:
+        status = client.app.state.refresher.status
+        until(lambda: status.failures.get("*", 0) >= 3, 10, "three attempts")
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        detail = response.json()["detail"]
+        assert detail.startswith("not ready: migrate failed: ")  # the reason, no SQL
+        assert "SELECT" not in detail
+        # Backoff: 0.5 s, 1 s, 2 s, ... so the attempts slow down instead of hammering.
+        attempts_at_3 = status.failures["*"]
+        time.sleep(2.0)
+        assert status.failures["*"] - attempts_at_3 <= 2
+        assert client.get("/healthz").status_code == 200
+        server.start()
+        took = until(lambda: ready(client), 15, "ready after PostgreSQL started")
+        assert took <= 15
+        world.reconnect()
+        assert {row["name"] for row in campaigns(client, headers)} == {"spring", "autumn"}
+
+
+def test_a_hung_refresh_is_abandoned_after_the_timeout(
+    world: World, unit: str, database: str
+) -> None:
+    """A lock held on a source table stalls the refresh's read; after the refresh timeout
+    PostgreSQL cancels it, the refresh fails cleanly and the next one succeeds."""
+    headers = world.reader(unit)
+    with TestClient(
+        serving_app(database, refresh_seconds=3600, refresh_timeout_seconds=1)
+    ) as client:
+        until(lambda: ready(client), 20, "ready")
+        before = campaigns(client, headers)
+        refresher: Refresher = client.app.state.refresher
+        refresher.request_full()
+        with psycopg.connect(database) as holder:
+            holder.execute("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            assert refresher.refresh(wait=True) is False
+            took = time.monotonic() - started
+        assert 0.9 <= took < 5
+        assert "statement timeout" in client.get("/healthz").json()["org_units"][0]["last_error"]
+        assert campaigns(client, headers) == before
+        assert refresher.refresh(wait=True)
+        assert client.get("/healthz").json()["org_units"][0]["last_error"] is None
+
+
+def test_the_scheduler_keeps_firing_after_failures(database: str) -> None:
+    """Refreshes that raise, fail or hit a dead server never stop later ticks."""
+
+    class Broken(Source):
+        def org_unit_ids(self) -> list[str]:
+            raise ZeroDivisionError("a bug")
+
+    for source in (Broken(database), Source("postgresql://127.0.0.1:9/nothing")):
+        refresher = Refresher(
+            source, SnapshotStore(), full_refresh_seconds=3600, refresh_seconds=0.1
+        )
+        scheduler = start_scheduler(refresher, tick_seconds=0.05)
+        try:
+            until(lambda r=refresher: r.status.failures.get("*", 0) >= 8, 10, "eight failed ticks")
+        finally:
+            scheduler.shutdown(wait=True)
+            source.close()
+        assert refresher.status.consecutive_failures >= 8
+
+
+def test_retry_delays_double_up_to_the_interval(database: str) -> None:
+    refresher = Refresher(
+        Source(database), SnapshotStore(), full_refresh_seconds=1, refresh_seconds=5
+    )
+    assert [refresher.retry_delay(n) for n in range(6)] == [5, 0.5, 1, 2, 4, 5]

@@ -1,0 +1,79 @@
+"""Hostile input over a real socket: a corpus of malformed requests, each a 4xx, and
+no response or log line that holds a traceback, SQL, a file path or a secret."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from kenbun_analytics.observability import JsonFormatter
+from tests.conftest import LiveServer, live_server, make_app
+from tests.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange, get
+from tests.world import World
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    handler = Captured()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+@pytest.fixture
+def unit(world: World) -> str:
+    unit = world.org_unit("Acme")
+    world.event(unit, campaign="spring", lead=world.lead(unit, level="Hot"))
+    return unit
+
+
+@pytest.fixture
+def live(unit: str, database_url: str) -> Iterator[LiveServer]:
+    with live_server(make_app(database_url)) as server:
+        assert server.app.state.refresher.refresh(wait=True)
+        yield server
+
+
+def test_every_malformed_request_is_a_4xx_and_leaks_nothing(
+    world: World, unit: str, live: LiveServer, captured: Captured
+) -> None:
+    failures = []
+    bodies = []
+    for label, request in corpus(world.reader(unit), unit, world.service_account(unit)[0]):
+        status, response = exchange(live.port, request)
+        bodies.append(response)
+        if not 400 <= status < 500:
+            failures.append((label, status, response[:300]))
+    assert not failures, "\n".join(f"{label}: {code}" for label, code, _ in failures)
+    # group_by is the exception the spec makes: any other value means campaign.
+    status, _ = exchange(
+        live.port, get(b"/analytics/campaigns?group_by=%00%FF", world.reader(unit))
+    )
+    assert status == 200
+    leaks = [
+        (text, blob[:300])
+        for blob in [*bodies, *(line.encode() for line in captured.lines)]
+        for text in FORBIDDEN_TEXT
+        if text.encode() in blob
+    ]
+    assert not leaks
+    assert any('"status": 4' in line or '"status":4' in line for line in captured.lines)
+    assert all(line.startswith("{") and "\n" not in line for line in captured.lines)
