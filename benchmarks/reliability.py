@@ -56,6 +56,7 @@ from tests.world import backend_waiting_on_lock
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "reliability.md"
 SEED = 7
+REFRESH_SECONDS = 5  # a sixth of the default, with rows written all the time
 
 
 def http(url: str, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, bytes]:
@@ -174,7 +175,7 @@ def traffic(url: str, headers: dict[str, str], threads: int = 4) -> Iterator[dic
 def idle_in_transaction(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kenbun-analytics' "
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'kenbun-analytics%%' "
             "AND state LIKE 'idle in transaction%'"
         ).fetchone()
     return int(row[0]) if row else 0
@@ -388,26 +389,29 @@ def terminated_backend(service: Service, url: str, headers: dict[str, str]) -> d
     }
 
 
+def refresh_error(health: dict[str, Any]) -> str:
+    units = health["org_units"]
+    return str(health["last_refresh_error"] or (units[0]["last_error"] if units else "") or "")
+
+
 def hung_refresh(
     service: Service, url: str, headers: dict[str, str], timeout_seconds: float
 ) -> dict[str, Any]:
+    """A lock on org_units, which every refresh reads first, stalls the next refresh;
+    PostgreSQL cancels the read after the refresh timeout."""
     with traffic(service.base, headers, threads=2) as counts, psycopg.connect(url) as holder:
         holder.execute("LOCK TABLE org_units IN ACCESS EXCLUSIVE MODE")
         until(lambda: backend_waiting_on_lock(url), 30, "a refresh waiting on the lock")
-        waiting_since = time.monotonic()
         abandoned = until(
-            lambda: backend_waiting_on_lock(url) is None,
+            lambda: "timeout" in refresh_error(service.health()),
             timeout_seconds * 4,
             "the refresh abandoned",
         )
-        abandoned += time.monotonic() - waiting_since - abandoned
-        error = service.health()
+        error = refresh_error(service.health())
         holder.rollback()
-        until(lambda: service.health()["org_units"][0]["last_error"] is None, 60, "recovery")
+        until(lambda: not refresh_error(service.health()), 60, "recovery")
     assert set(counts) == {"200"}, counts
-    unit_error = error["org_units"][0]["last_error"] or error["last_refresh_error"] or ""
-    assert "timeout" in unit_error, unit_error
-    return {"timeout_seconds": timeout_seconds, "abandoned_after": abandoned, "error": unit_error}
+    return {"timeout_seconds": timeout_seconds, "abandoned_after": abandoned, "error": error}
 
 
 def cold_start(pg: EmbeddedPostgres, url: str, log: Path, down_seconds: float) -> dict[str, Any]:
@@ -540,7 +544,10 @@ def render(facts: dict[str, Any]) -> str:
         " (all three groupings), 30% aggregates over random windows (mostly uncached), 15% cached"
         " drilldowns of the largest campaign and 15% drilldowns of random campaigns over random"
         f" windows. Meanwhile {load['rows_written']:,} events were inserted and the service refreshed"
-        f" {load['refreshes']:.0f} times (every second, incrementally).",
+        f" {load['refreshes']:.0f} times (`--refresh-seconds {REFRESH_SECONDS}`, incrementally; each"
+        " refresh that changes an org unit starts a new snapshot version, so the result cache"
+        " starts over). Responses are computed on two cores shared with PostgreSQL, wrk and"
+        " the writer; an uncached aggregate by campaign returns ~7,000 rows (about 1 MB).",
         "",
         "| measure | value |",
         "|---|---|",
@@ -562,7 +569,7 @@ def render(facts: dict[str, Any]) -> str:
         f"| refresh backend terminated (`pg_terminate_backend`) mid-refresh | {term['requests']:,} requests meanwhile, all 200;"
         f" reported `{term['error']}`; next refresh succeeded {term['recovery_seconds']:.1f} s after the lock was released |",
         f"| refresh hung on `LOCK TABLE org_units` with `--refresh-timeout-seconds {hung['timeout_seconds']:g}` |"
-        f" abandoned after {hung['abandoned_after']:.1f} s (`{hung['error']}`); requests all 200; next refresh succeeded |",
+        f" reported as abandoned {hung['abandoned_after']:.1f} s after the wait was seen (`{hung['error']}`); requests all 200; next refresh succeeded |",
         f"| service started with PostgreSQL down for {cold['down_seconds']:.0f} s | stayed up; `/readyz` 503 `{cold['detail']}`;"
         f" {cold['attempts']:.0f} attempts with backoff (0.5 s doubling, capped at the interval);"
         f" ready {cold['ready_after']:.1f} s after PostgreSQL started; SIGTERM exit 0 |",
@@ -600,7 +607,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--load-seconds", type=int, default=60)
     parser.add_argument("--outage-seconds", type=float, default=10)
-    parser.add_argument("--fuzz-examples", type=int, default=60)
+    parser.add_argument("--fuzz-examples", type=int, default=100)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="kenbun-reliability-"))
@@ -615,7 +622,9 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "cache_bound": 64 * 2**20,
     }
-    service = Service(url, log, ["--refresh-seconds", "1", "--refresh-timeout-seconds", "3"])
+    service = Service(
+        url, log, ["--refresh-seconds", str(REFRESH_SECONDS), "--refresh-timeout-seconds", "3"]
+    )
     try:
         with psycopg.connect(server_url, autocommit=True) as connection:
             connection.execute("CREATE DATABASE kenbun")

@@ -193,7 +193,7 @@ def test_no_session_is_left_idle_in_transaction(
         world.event(unit, campaign="a")
     with psycopg.connect(database_url) as connection:
         states = connection.execute(
-            "SELECT state FROM pg_stat_activity WHERE application_name = 'kenbun-analytics'"
+            "SELECT state FROM pg_stat_activity WHERE application_name LIKE 'kenbun-analytics%%'"
         ).fetchall()
     assert states
     assert all(state == ("idle",) for state in states)

@@ -70,7 +70,10 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         source = Source(database_url, statement_timeout_seconds=settings.refresh_timeout_seconds)
-        auth_source = Source(database_url, statement_timeout_seconds=5)
+        # Its own application_name, so pg_stat_activity tells lookups from refreshes.
+        auth_source = Source(
+            database_url, statement_timeout_seconds=5, application_name="kenbun-analytics-auth"
+        )
         refresher = Refresher(
             source,
             store,

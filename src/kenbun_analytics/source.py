@@ -155,9 +155,18 @@ class Source:
     Every failure surfaces as :class:`SourceError` with no SQL in its text.
     """
 
-    def __init__(self, url: str, *, statement_timeout_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        statement_timeout_seconds: float = 120.0,
+        application_name: str = "kenbun-analytics",
+    ) -> None:
         self._url = _with_connect_timeout(url, 10)
         self._statement_timeout_ms = int(statement_timeout_seconds * 1000)
+        if not re.fullmatch(r"[a-z-]{1,40}", application_name):
+            raise ValueError(application_name)
+        self._application_name = application_name
         self._lock = threading.Lock()
         self._connection: Any = None
 
@@ -179,7 +188,7 @@ class Source:
                     self._connection = pg.connect(self._url, autocommit=True)
                     with self._connection.cursor() as cursor:
                         cursor.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
-                        cursor.execute("SET application_name = 'kenbun-analytics'")
+                        cursor.execute(f"SET application_name = '{self._application_name}'")
                 with self._connection.cursor() as cursor:
                     yield cursor
             except Exception as error:
