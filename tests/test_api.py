@@ -122,6 +122,38 @@ def test_responses_carry_snapshot_time_etag_and_304(
     assert other.content == response.content
 
 
+def test_gzip_is_served_from_the_cache_when_accepted(
+    world: World, unit: str, client: Client, headers: dict[str, str]
+) -> None:
+    """Accept-Encoding: gzip gets the cached gzip form with its own ETag; others the identity."""
+    import gzip
+
+    for n in range(60):  # a body well over the 1 KiB below which nothing is compressed
+        world.event(unit, campaign=f"campaign number {n}")
+    refresh(client)
+    plain = client.get("/analytics/campaigns", headers={**headers, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.headers["vary"] == "Accept-Encoding"
+    with client.stream(
+        "GET", "/analytics/campaigns", headers={**headers, "Accept-Encoding": "br, gzip;q=0.5"}
+    ) as packed:
+        wire = b"".join(packed.iter_raw())
+    assert packed.headers["content-encoding"] == "gzip"
+    assert wire == gzip.compress(plain.content, compresslevel=6, mtime=0)  # deterministic
+    assert len(wire) < len(plain.content) / 3
+    assert packed.headers["etag"] == plain.headers["etag"][:-1] + '-gzip"'
+    refused = client.get("/analytics/campaigns", headers={**headers, "Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers
+    again = client.get(
+        "/analytics/campaigns",
+        headers={**headers, "Accept-Encoding": "gzip", "If-None-Match": packed.headers["etag"]},
+    )
+    assert again.status_code == 304
+    assert "content-encoding" not in again.headers
+    cache = client.app.state.services.cache
+    assert cache.size_bytes == sum(e.size for e in cache._entries.values())
+
+
 def test_same_data_gives_the_same_bytes_across_refreshes(
     client: Client, headers: dict[str, str]
 ) -> None:

@@ -171,17 +171,40 @@ def _snapshot_at(taken_at: datetime) -> str:
     return taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether Accept-Encoding names gzip with a non-zero weight."""
+    for item in (accept_encoding or "").split(","):
+        coding, _, parameters = item.partition(";")
+        if coding.strip().lower() == "gzip":
+            name, _, weight = parameters.strip().partition("=")
+            if name.strip().lower() != "q":
+                return True
+            try:
+                return float(weight) > 0
+            except ValueError:
+                return False
+    return False
+
+
 def _cached_response(
-    request: Request[Any, Any, Any], entry: CachedResponse, snapshot: Snapshot
+    request: Request[Any, Any, Any],
+    key: tuple[object, ...],
+    entry: CachedResponse,
+    snapshot: Snapshot,
 ) -> Response[bytes]:
-    headers = {
-        "ETag": entry.etag,
-        "Cache-Control": "private, no-cache",
-        "X-Snapshot-At": _snapshot_at(snapshot.taken_at),
-    }
-    if _matches(request.headers.get("if-none-match"), entry.etag):
+    body, etag = entry.body, entry.etag
+    headers = {"Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
+    if _accepts_gzip(request.headers.get("accept-encoding")):
+        gzipped = _services(request).cache.gzipped(key, entry)
+        if gzipped is not None:
+            body, etag = gzipped, entry.gzip_etag
+            headers["Content-Encoding"] = "gzip"
+    headers["ETag"] = etag
+    headers["X-Snapshot-At"] = _snapshot_at(snapshot.taken_at)
+    if _matches(request.headers.get("if-none-match"), etag):
+        headers.pop("Content-Encoding", None)
         return Response(content=b"", status_code=304, headers=headers)
-    return Response(content=entry.body, media_type=JSON, headers=headers)
+    return Response(content=body, media_type=JSON, headers=headers)
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -203,7 +226,7 @@ async def _answer(
     if entry is None:
         body = await sync_to_thread(compute, snapshot, *args)
         entry = cache.put(key, body)
-    return _cached_response(request, entry, snapshot)
+    return _cached_response(request, key, entry, snapshot)
 
 
 def _error_spec(description: str) -> ResponseSpec:

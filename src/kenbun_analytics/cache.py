@@ -1,21 +1,37 @@
 """A byte-bounded LRU of encoded responses, keyed by org unit, snapshot and parameters.
 
 A key names the snapshot version, so a refreshed snapshot can never be
-answered from an older entry; old entries simply age out.
+answered from an older entry; old entries simply age out. An entry keeps its
+gzip form too, made the first time a client accepts it, so a repeated request
+costs no compression and a fraction of the bytes on the wire.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+GZIP_MIN_BYTES = 1024
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class CachedResponse:
     body: bytes
     etag: str
+    gzipped: bytes | None = None
+    """The gzip form of ``body`` (deterministic: no timestamp), once asked for."""
+
+    @property
+    def gzip_etag(self) -> str:
+        """The gzip representation's own strong validator."""
+        return self.etag[:-1] + '-gzip"'
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + len(self.gzipped or b"")
 
 
 def strong_etag(body: bytes) -> str:
@@ -48,6 +64,25 @@ class ResultCache:
             self.hits += 1
             return entry
 
+    def gzipped(self, key: tuple[object, ...], entry: CachedResponse) -> bytes | None:
+        """The gzip form of an entry's body; None when the body is too small to gain."""
+        if len(entry.body) < GZIP_MIN_BYTES:
+            return None
+        if entry.gzipped is None:
+            compressed = gzip.compress(entry.body, compresslevel=6, mtime=0)
+            with self._lock:
+                if entry.gzipped is None:
+                    entry.gzipped = compressed
+                    if self._entries.get(key) is entry:
+                        self._bytes += len(compressed)
+                        self._evict()
+        return entry.gzipped
+
+    def _evict(self) -> None:
+        while self._bytes > self._max_bytes and self._entries:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= evicted.size
+
     def put(self, key: tuple[object, ...], body: bytes) -> CachedResponse:
         entry = CachedResponse(body, strong_etag(body))
         if len(body) > self._max_bytes:
@@ -55,10 +90,8 @@ class ResultCache:
         with self._lock:
             previous = self._entries.pop(key, None)
             if previous is not None:
-                self._bytes -= len(previous.body)
+                self._bytes -= previous.size
             self._entries[key] = entry
             self._bytes += len(body)
-            while self._bytes > self._max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= len(evicted.body)
+            self._evict()
         return entry

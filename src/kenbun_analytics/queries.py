@@ -44,7 +44,9 @@ def campaign_rows(
     leads. The same with (value, account) reaches each account, and so each of
     its deals, exactly once.
     """
-    window = events.slice(lo, hi - lo).filter(pl.col(group_by).is_not_null())
+    # No filter on the key here: filtering would copy every column of the window.
+    # Events without a value form one null group, dropped after aggregating.
+    window = events.slice(lo, hi - lo)
     first_of_lead = (pl.col(f"{group_by}_prev_lead") < lo) & pl.col("lead").is_not_null()
     totals = window.group_by(group_by).agg(
         pl.len().cast(pl.Int64).alias("total_events"),
@@ -67,7 +69,8 @@ def campaign_rows(
     )
     zero = pl.lit(0).cast(MONEY)
     return (
-        totals.join(deals, on=group_by, how="left")
+        totals.filter(pl.col(group_by).is_not_null())
+        .join(deals, on=group_by, how="left")
         .join(names.rename({"code": group_by}), on=group_by, how="inner")
         .select(
             "name",
