@@ -7,13 +7,14 @@ The frames are those of :class:`kenbun_analytics.layout.Layout`; ``lo`` and
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 from kenbun_analytics.layout import MONEY
 
 DRILLDOWN_LIMIT = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def window_rows(
@@ -23,9 +24,15 @@ def window_rows(
 
     ``occurred_at`` is sorted, so both ends are binary searches.
     """
-    lo = 0 if start is None else int(occurred_at.search_sorted(start, side="left"))
-    hi = occurred_at.len() if end is None else int(occurred_at.search_sorted(end, side="right"))
+    micros = occurred_at.to_physical()  # zero-copy; searching integers skips a conversion
+    lo = 0 if start is None else int(micros.search_sorted(_micros(start), side="left"))
+    hi = micros.len() if end is None else int(micros.search_sorted(_micros(end), side="right"))
     return lo, max(lo, hi)
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float on the way)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def campaign_rows(

@@ -21,20 +21,14 @@ def _json_text(name: str, dtype: pl.DataType) -> pl.Expr:
         return encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
     if isinstance(dtype, pl.Decimal):
         text = column.cast(pl.String)
-        shortest = (
-            pl.when(text.str.contains(".", literal=True))
-            .then(text.str.replace(r"0+$", "").str.strip_suffix("."))
-            .otherwise(text)
-        )
-        return shortest.fill_null("null")
+        if dtype.scale:  # always "<digits>.<scale digits>": trailing zeros, then the point
+            text = text.str.strip_chars_end("0").str.strip_suffix(".")
+        return text.fill_null("null")
     if isinstance(dtype, pl.Datetime):
-        utc = column.dt.convert_time_zone("UTC")
-        text = (
-            pl.when(utc.dt.microsecond() == 0)
-            .then(utc.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-            .otherwise(utc.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
-        )
-        return pl.concat_str(pl.lit('"'), text, pl.lit('"')).fill_null("null")
+        utc = column if dtype.time_zone == "UTC" else column.dt.convert_time_zone("UTC")
+        # One formatting pass; whole seconds then lose their ".000000".
+        text = utc.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f").str.strip_suffix(".000000")
+        return pl.concat_str(pl.lit('"'), text, pl.lit('Z"')).fill_null("null")
     return column.cast(pl.String).fill_null("null")
 
 
