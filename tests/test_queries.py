@@ -140,12 +140,12 @@ def test_campaign_leads_orders_and_limits() -> None:
     built = layout([("a", "L2", 0, 0), ("a", "L1", 0, 0), ("a", "L3", 1, 0), ("b", "L4", 1, 0)])
     code = built.codes["campaign"]["a"]
     frame = campaign_leads(
-        built.events.lazy(),
+        built.events,
         built.leads,
         rows=built.indexes["campaign"].rows_of(code, 0, built.events.height),
         limit=2,
     )
-    assert [tuple(r) for r in frame.select("lead_id", "score").collect().iter_rows()] == [
+    assert [tuple(r) for r in frame.select("lead_id", "score").iter_rows()] == [
         ("L3", 1),
         ("L1", 1),
     ]

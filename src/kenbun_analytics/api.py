@@ -153,10 +153,10 @@ def leads_body(
     code = layout.codes[group_by].get(campaign_name)
     index = layout.indexes[group_by]
     rows = queries.campaign_leads(
-        layout.events.lazy(),
+        layout.events,
         layout.leads,
         rows=index.rows_of(code, lo, hi) if code is not None else index.rows.clear(),
-    ).collect()
+    )
     return json_encoder.encode(
         LeadsEnvelope(campaign_name=campaign_name, leads=msgspec.Raw(json_array(rows)))
     )

@@ -1,4 +1,8 @@
-"""Pure queries: frames and keyword arguments in, a LazyFrame out; no I/O, no ``collect()``.
+"""Pure queries: frames and keyword arguments in, rows out; no I/O.
+
+The aggregate is one lazy plan over the window's slice. The drilldown works on
+a value's few rows: it gathers them, aggregates them lazily, and gathers the
+facts of the leads it keeps by code.
 
 The frames are those of :class:`kenbun_analytics.layout.Layout`; ``lo`` and
 ``hi`` are the window's row range in the time-sorted events
@@ -96,46 +100,73 @@ def campaign_rows(
 
 
 def campaign_leads(
-    events: pl.LazyFrame,
+    events: pl.DataFrame,
     leads: pl.DataFrame,
     *,
     rows: pl.Series,
     limit: int = DRILLDOWN_LIMIT,
-) -> pl.LazyFrame:
+) -> pl.DataFrame:
     """The leads behind one value, most recent first touch first, then lead_id.
 
     ``rows`` are the value's events inside the window (``ValueIndex.rows_of``).
-    ``leads`` is in lead-code order, so a lead's facts are a gather by its code,
-    never a join against every lead of the org unit.
+    Everything here costs in proportion to those rows, never to the org unit:
+    the touched rows are gathered first, the touches are aggregated per lead
+    code, and the lead facts (``leads`` is in lead-code order) are gathered for
+    the at most ``limit`` leads kept. Only leads whose first touch can still
+    make the cut (the ``limit`` latest, ties included) get their lead_id, which
+    breaks ties in the order.
     """
-
-    def fact(name: str) -> pl.Expr:
-        return pl.lit(leads.get_column(name)).gather(pl.col("lead")).alias(name)
-
-    top = (
-        events.select("lead", "occurred_at")
-        .select(pl.all().gather(pl.lit(rows)))
+    touched = events.select(pl.col("lead").gather(rows), pl.col("occurred_at").gather(rows))
+    lead_ids = leads.get_column("lead_id")
+    candidates = (
+        touched.lazy()
         .filter(pl.col("lead").is_not_null())
         .group_by("lead")
         .agg(
             pl.col("occurred_at").min().alias("first_touch_at"),
             pl.col("occurred_at").max().alias("last_touch_at"),
         )
-        .with_columns(fact("lead_id"))
+    ).collect()
+    if candidates.height > limit:
+        threshold = candidates.get_column("first_touch_at").top_k(limit).min()
+        candidates = candidates.filter(pl.col("first_touch_at") >= threshold)
+    top = (
+        candidates.with_columns(lead_ids.gather(candidates.get_column("lead")))
         .sort(["first_touch_at", "lead_id"], descending=[True, False])
         .head(limit)
     )
-    return top.select(
+    codes = top.get_column("lead")
+    facts = leads.select(
+        pl.col(name).gather(codes)
+        for name in (
+            "display_name",
+            "email",
+            "first_name",
+            "last_name",
+            "title",
+            "company",
+            "score",
+            "level",
+            "account_id",
+            "account_name",
+            "deal_stage",
+            "deal_amount",
+        )
+    )
+    return pl.concat([top.select("lead_id"), facts], how="horizontal").select(
         "lead_id",
-        *(
-            fact(name)
-            for name in ("display_name", "email", "first_name", "last_name", "title", "company")
-        ),
-        fact("score").fill_null(0),
-        *(
-            fact(name)
-            for name in ("level", "account_id", "account_name", "deal_stage", "deal_amount")
-        ),
-        "first_touch_at",
-        "last_touch_at",
+        "display_name",
+        "email",
+        "first_name",
+        "last_name",
+        "title",
+        "company",
+        pl.col("score").fill_null(0),
+        "level",
+        "account_id",
+        "account_name",
+        "deal_stage",
+        "deal_amount",
+        top.get_column("first_touch_at"),
+        top.get_column("last_touch_at"),
     )
