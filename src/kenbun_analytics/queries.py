@@ -18,6 +18,21 @@ import polars as pl
 from kenbun_analytics.layout import MONEY
 
 DRILLDOWN_LIMIT = 500
+LEAD_COLUMNS = (
+    "display_name",
+    "email",
+    "first_name",
+    "last_name",
+    "title",
+    "company",
+    "score",
+    "level",
+    "account_id",
+    "account_name",
+    "deal_stage",
+    "deal_amount",
+)
+"""The drilldown's per-lead columns between lead_id and the touch times, in order."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -136,37 +151,12 @@ def campaign_leads(
         .head(limit)
     )
     codes = top.get_column("lead")
-    facts = leads.select(
-        pl.col(name).gather(codes)
-        for name in (
-            "display_name",
-            "email",
-            "first_name",
-            "last_name",
-            "title",
-            "company",
-            "score",
-            "level",
-            "account_id",
-            "account_name",
-            "deal_stage",
-            "deal_amount",
-        )
-    )
-    return pl.concat([top.select("lead_id"), facts], how="horizontal").select(
-        "lead_id",
-        "display_name",
-        "email",
-        "first_name",
-        "last_name",
-        "title",
-        "company",
-        pl.col("score").fill_null(0),
-        "level",
-        "account_id",
-        "account_name",
-        "deal_stage",
-        "deal_amount",
-        top.get_column("first_touch_at"),
-        top.get_column("last_touch_at"),
+    facts = leads.select(pl.col(name).gather(codes) for name in LEAD_COLUMNS)
+    return pl.concat(
+        [
+            top.select("lead_id"),
+            facts.with_columns(pl.col("score").fill_null(0)),
+            top.select("first_touch_at", "last_touch_at"),
+        ],
+        how="horizontal",
     )
