@@ -233,7 +233,6 @@ def load_test(
     script = Path(tempfile.mkdtemp()) / "mix.lua"
     script.write_text(WRK_SCRIPT)
     rss_samples: list[int] = [service.rss()]
-    refreshes_before = service.health()
     stop = threading.Event()
     writes = [0]
 
@@ -293,7 +292,6 @@ def load_test(
     )
     cache_bytes = re.search(r"^kenbun_result_cache_bytes ([0-9.e+]+)", metrics, re.M)
     result["cache_bytes"] = float(cache_bytes.group(1)) if cache_bytes else 0.0
-    del refreshes_before
     assert result["errors"] == 0, result
     return result
 
@@ -316,7 +314,6 @@ def outage(
         during = {k: v - before.get(k, 0) for k, v in counts.items()}
         pg.start()
         restarted = datetime.now(UTC)
-        started_at = time.monotonic()
         recovery = until(
             lambda: (
                 service.health()["last_refresh_error"] is None
@@ -328,7 +325,6 @@ def outage(
             60,
             "a successful refresh after the outage",
         )
-        del started_at
         time.sleep(0.5)
     assert set(during) == {"200"}, during
     assert ages == sorted(ages)

@@ -104,6 +104,19 @@ def ready(client: Client) -> bool:
     return client.get("/readyz").status_code == 200
 
 
+def refresh_waiting_on_a_lock(
+    refresher: Refresher, database: str
+) -> tuple[psycopg.Connection[Any], threading.Thread, list[bool]]:
+    """A refresh running in a thread, stalled on a lock held by the returned connection."""
+    results: list[bool] = []
+    holder = psycopg.connect(database)
+    holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+    thread = threading.Thread(target=lambda: results.append(refresher.refresh(wait=True)))
+    thread.start()
+    until(lambda: backend_waiting_on_lock(database), 10, "the refresh waiting on the lock")
+    return holder, thread, results
+
+
 def test_outage_keeps_serving_and_the_first_refresh_after_it_succeeds(
     server: EmbeddedPostgres, world: World, unit: str, database: str
 ) -> None:
@@ -152,12 +165,8 @@ def test_a_backend_terminated_mid_refresh(world: World, unit: str, database: str
         before = campaigns(client, headers)
         refresher: Refresher = client.app.state.refresher
         refresher.request_full()
-        results: list[bool] = []
-        with psycopg.connect(database) as holder:
-            holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-            thread = threading.Thread(target=lambda: results.append(refresher.refresh(wait=True)))
-            thread.start()
-            until(lambda: backend_waiting_on_lock(database), 10, "the refresh waiting on the lock")
+        holder, thread, results = refresh_waiting_on_a_lock(refresher, database)
+        with holder:
             assert campaigns(client, headers) == before
             with psycopg.connect(database, autocommit=True) as killer:
                 killer.execute(
@@ -185,12 +194,7 @@ def test_the_server_stopped_mid_refresh(
         before = campaigns(client, headers)
         refresher: Refresher = client.app.state.refresher
         refresher.request_full()
-        results: list[bool] = []
-        holder = psycopg.connect(database)
-        holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-        thread = threading.Thread(target=lambda: results.append(refresher.refresh(wait=True)))
-        thread.start()
-        until(lambda: backend_waiting_on_lock(database), 10, "the refresh waiting on the lock")
+        holder, thread, results = refresh_waiting_on_a_lock(refresher, database)
         server.stop()
         thread.join(10)
         holder.close()
