@@ -291,11 +291,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         snapshot = store.get(unit)
         layout = snapshot.layout
         counted = layout.events.height
-        size = sum(
-            frame.estimated_size() for frame in (layout.events, layout.leads, layout.accounts)
-        ) + sum(
-            index.rows.estimated_size() + index.offsets.estimated_size()
-            for index in layout.indexes.values()
+        size = (
+            sum(frame.estimated_size() for frame in (layout.events, layout.leads, layout.accounts))
+            + sum(
+                index.rows.estimated_size() + index.offsets.estimated_size()
+                for index in layout.indexes.values()
+            )
+            + sum(days.estimated_size() for days in layout.days.values())
         )
         result["checks"]["counting events in snapshot"] = counted
         result["checks"]["snapshot bytes per counting event"] = round(size / max(counted, 1), 1)

@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
@@ -18,18 +20,18 @@ from kenbun_analytics.layout import (
     build,
     encode,
     encode_events,
-    names_frame,
 )
 from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def day(n: int) -> datetime:
-    return T0 + timedelta(days=n)
+def day(n: int | timedelta) -> datetime:
+    """Midnight of day ``n`` after T0, or T0 plus a duration."""
+    return T0 + (n if isinstance(n, timedelta) else timedelta(days=n))
 
 
-def layout(events: list[tuple[str | None, str | None, int, int]]) -> Layout:
+def layout(events: list[tuple[str | None, str | None, int | timedelta, int]]) -> Layout:
     """Events of (campaign, lead_id, day, points); leads L1 (MQL, account A1), L2 (account A1), L3."""
     raw = pl.DataFrame(
         [
@@ -69,20 +71,15 @@ def layout(events: list[tuple[str | None, str | None, int, int]]) -> Layout:
     return build(base, dictionaries, leads, accounts)
 
 
-def rows(built: Layout, start: int | None = None, end: int | None = None) -> list[tuple[Any, ...]]:
+def rows(
+    built: Layout, start: int | timedelta | None = None, end: int | timedelta | None = None
+) -> list[tuple[Any, ...]]:
     lo, hi = window_rows(
         built.events.get_column("occurred_at"),
         None if start is None else day(start),
         None if end is None else day(end),
     )
-    frame = campaign_rows(
-        built.events.lazy(),
-        names_frame(built.dictionaries.campaign).lazy(),
-        built.accounts.lazy(),
-        group_by="campaign",
-        lo=lo,
-        hi=hi,
-    )
+    frame = campaign_rows(built, group_by="campaign", lo=lo, hi=hi)
     columns = (
         "name",
         "total_events",
@@ -133,6 +130,58 @@ def test_campaign_rows(
 ) -> None:
     """Counts, distinct leads (also when a pair's earlier events fall before the window), MQLs, points, deals once."""
     assert rows(layout(events), *window) == expected
+
+
+MOMENTS = st.integers(0, 4 * 24).map(lambda hours: timedelta(hours=hours)) | st.integers(
+    0, 4 * 86_400_000_000
+).map(lambda micros: timedelta(microseconds=micros))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", None]),
+            st.sampled_from(["L1", "L2", "L3", "L4", None]),
+            MOMENTS,
+            st.integers(-3, 3),
+        ),
+        max_size=30,
+    ),
+    start=st.none() | MOMENTS,
+    end=st.none() | MOMENTS,
+)
+def test_whole_days_and_partial_days_add_up_to_the_events(
+    events: list[tuple[str | None, str | None, timedelta, int]],
+    start: timedelta | None,
+    end: timedelta | None,
+) -> None:
+    """Windows starting and ending anywhere in a day, with pairs seen before the
+    window coming back in its whole days, equal counting the events one by one."""
+    accounts = {"L1": "A1", "L2": "A1"}
+    inside = [
+        (campaign, lead, points)
+        for campaign, lead, at, points in events
+        if campaign is not None and (start is None or at >= start) and (end is None or at <= end)
+    ]
+    expected = []
+    for campaign in sorted({c for c, _, _ in inside}):
+        mine = [(lead, points) for c, lead, points in inside if c == campaign]
+        leads = {lead for lead, _ in mine if lead is not None}
+        reaches_deals = any(accounts.get(lead) == "A1" for lead in leads)
+        expected.append(
+            (
+                campaign,
+                len(mine),
+                len(leads),
+                len(leads & {"L1"}),
+                sum(points for _, points in mine),
+                2 if reaches_deals else 0,
+                Decimal("100.50") if reaches_deals else Decimal(0),
+            )
+        )
+    expected.sort(key=lambda row: (-row[1], row[0]))
+    assert rows(layout(events), start, end) == expected
 
 
 def test_campaign_leads_orders_and_limits() -> None:

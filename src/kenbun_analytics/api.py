@@ -43,7 +43,6 @@ from kenbun_analytics.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
-from kenbun_analytics.layout import names_frame
 from kenbun_analytics.observability import Metrics
 from kenbun_analytics.params import (
     campaign_name_from_raw_path,
@@ -128,14 +127,7 @@ def campaigns_body(
 ) -> bytes:
     layout = snapshot.layout
     lo, hi = queries.window_rows(layout.events.get_column("occurred_at"), start, end)
-    rows = queries.campaign_rows(
-        layout.events.lazy(),
-        names_frame(layout.dictionaries.of(group_by)).lazy(),
-        layout.accounts.lazy(),
-        group_by=group_by,
-        lo=lo,
-        hi=hi,
-    ).collect()
+    rows = queries.campaign_rows(layout, group_by=group_by, lo=lo, hi=hi).collect()
     return json_encoder.encode(
         CampaignsEnvelope(group_by=group_by, campaigns=msgspec.Raw(json_array(rows)))
     )

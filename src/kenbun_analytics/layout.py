@@ -25,6 +25,8 @@ MONEY = pl.Decimal(38, 2)
 KEYS = ("campaign", "source", "medium")
 CODE = pl.UInt32()
 ROW = pl.Int32()
+DAY = 86_400_000_000
+"""Microseconds in a UTC day; day numbers count them from the epoch."""
 
 RAW_EVENTS = pl.Schema(
     {
@@ -240,6 +242,54 @@ def derive_events(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def deal_sums(pairs: pl.LazyFrame, accounts: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
+    """Deal totals of the accounts in ``pairs`` (an ``account`` column), summed per ``by``."""
+    return (
+        pairs.join(accounts, on="account", how="inner")
+        .group_by(by)
+        .agg(
+            pl.col("deals_count").sum().alias("deals_count"),
+            pl.col("pipeline_value").sum().cast(MONEY).alias("pipeline_value"),
+            pl.col("closed_won_value").sum().cast(MONEY).alias("closed_won_value"),
+        )
+    )
+
+
+def day_totals(events: pl.DataFrame, accounts: pl.DataFrame, key: str) -> pl.DataFrame:
+    """One row per (UTC day, value of ``key``), sorted by day then code.
+
+    ``new_leads``, ``new_mqls`` and the deal columns count only the first event
+    ever of each (value, lead) and (value, account) pair, so they add up over
+    any run of whole days that starts at the first event.
+    """
+    day = (pl.col("occurred_at").to_physical() // DAY).cast(pl.Int32).alias("day")
+    new_lead = (pl.col(f"{key}_prev_lead") == -1) & pl.col("lead").is_not_null()
+    new_account = (pl.col(f"{key}_prev_account") == -1) & pl.col("account").is_not_null()
+    keyed = events.lazy().filter(pl.col(key).is_not_null())
+    totals = keyed.group_by(day, key).agg(
+        pl.len().cast(pl.Int64).alias("total_events"),
+        pl.col("points").cast(pl.Int64).sum().alias("total_points"),
+        pl.col("occurred_at").min().alias("first_event_at"),
+        pl.col("occurred_at").max().alias("last_event_at"),
+        new_lead.sum().cast(pl.Int64).alias("new_leads"),
+        (new_lead & pl.col("is_mql")).sum().cast(pl.Int64).alias("new_mqls"),
+    )
+    deals = deal_sums(
+        keyed.filter(new_account).select(day, key, "account"), accounts.lazy(), ["day", key]
+    )
+    zero = pl.lit(0).cast(MONEY)
+    return (
+        totals.join(deals, on=["day", key], how="left")
+        .with_columns(
+            pl.col("deals_count").fill_null(0),
+            pl.col("pipeline_value").fill_null(zero),
+            pl.col("closed_won_value").fill_null(zero),
+        )
+        .sort("day", key)
+        .collect()
+    )
+
+
 def names_frame(names: pl.Series) -> pl.DataFrame:
     """A dictionary as a frame of (code, name)."""
     return pl.DataFrame({"code": pl.int_range(names.len(), dtype=CODE, eager=True), "name": names})
@@ -258,6 +308,8 @@ class Layout:
     dictionaries: Dictionaries
     indexes: dict[str, ValueIndex]
     """Per UTM key, where each value's events are."""
+    days: dict[str, pl.DataFrame]
+    """Per UTM key, the sums of each whole UTC day (:func:`day_totals`)."""
     codes: dict[str, dict[str, int]]
     """Per UTM key, the code of each value."""
 
@@ -280,6 +332,7 @@ def build(
         indexes={
             key: value_index(events.get_column(key), dictionaries.of(key).len()) for key in KEYS
         },
+        days={key: day_totals(events, accounts, key) for key in KEYS},
         codes={
             key: {name: code for code, name in enumerate(dictionaries.of(key).to_list())}
             for key in KEYS

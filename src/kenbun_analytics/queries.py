@@ -1,6 +1,7 @@
 """Pure queries: frames and keyword arguments in, rows out; no I/O.
 
-The aggregate is one lazy plan over the window's slice. The drilldown works on
+The aggregate is one lazy plan over the window's whole days, read from the
+day totals, and the events of its partial first and last day. The drilldown works on
 a value's few rows: it gathers them, aggregates them lazily, and gathers the
 facts of the leads it keeps by code.
 
@@ -11,11 +12,12 @@ The frames are those of :class:`kenbun_analytics.layout.Layout`; ``lo`` and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from kenbun_analytics.layout import MONEY
+from kenbun_analytics.layout import CODE, DAY, MONEY, Layout, deal_sums, names_frame
 
 DRILLDOWN_LIMIT = 500
 LEAD_COLUMNS = (
@@ -34,6 +36,17 @@ LEAD_COLUMNS = (
 )
 """The drilldown's per-lead columns between lead_id and the touch times, in order."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+COUNTS = ("total_events", "unique_leads", "mql_count", "total_points", "deals_count")
+CAMPAIGN_ROW = pl.Schema(
+    {
+        "name": pl.String(),
+        **dict.fromkeys(COUNTS, pl.Int64()),
+        "pipeline_value": MONEY,
+        "closed_won_value": MONEY,
+        "first_event_at": pl.Datetime("us", "UTC"),
+        "last_event_at": pl.Datetime("us", "UTC"),
+    }
+)
 
 
 def window_rows(
@@ -54,59 +67,133 @@ def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def campaign_rows(
-    events: pl.LazyFrame,
-    names: pl.LazyFrame,
-    accounts: pl.LazyFrame,
-    *,
-    group_by: str,
-    lo: int,
-    hi: int,
-) -> pl.LazyFrame:
+@dataclass(frozen=True, slots=True)
+class DaySplit:
+    """A window's rows [lo, hi) as whole UTC days and the rows around them."""
+
+    raw: tuple[tuple[int, int], ...]
+    """Row ranges aggregated from the events: the partial first and last day."""
+    whole: tuple[int, int]
+    """The rows of the whole days (empty when there are none)."""
+    days: tuple[int, int]
+    """The rows of the whole days in the day totals."""
+
+
+def day_split(occurred_at: pl.Series, days: pl.Series, lo: int, hi: int) -> DaySplit:
+    """Split rows [lo, hi) of the time-sorted events at UTC midnights.
+
+    ``days`` is the sorted day column of the day totals. A day is whole when
+    the window holds every event of it: it starts at or after the first row's
+    time and ends at or before the time of the first row past the window.
+    """
+    micros = occurred_at.to_physical()
+    if lo >= hi:
+        return DaySplit(raw=(), whole=(lo, lo), days=(0, 0))
+    first_day = -(-int(micros[lo]) // DAY)  # the first midnight at or after row lo
+    end_day = int(micros[hi]) // DAY if hi < micros.len() else int(micros[hi - 1]) // DAY + 1
+    if first_day >= end_day:
+        return DaySplit(raw=((lo, hi),), whole=(lo, lo), days=(0, 0))
+    start_row = int(micros.search_sorted(first_day * DAY, side="left"))
+    end_row = int(micros.search_sorted(end_day * DAY, side="left"))
+    raw = tuple((a, b) for a, b in ((lo, start_row), (end_row, hi)) if b > a)
+    return DaySplit(
+        raw=raw,
+        whole=(start_row, end_row),
+        days=(
+            int(days.search_sorted(first_day, side="left")),
+            int(days.search_sorted(end_day, side="left")),
+        ),
+    )
+
+
+def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.LazyFrame:
     """One row per value of ``group_by`` with counting events in rows [lo, hi).
 
     An event whose previous event of the same (value, lead) lies before ``lo``
     is the first of that pair in the window: counting those counts distinct
     leads. The same with (value, account) reaches each account, and so each of
-    its deals, exactly once.
+    its deals, exactly once. Whole days come from the day totals, which count
+    the pairs first seen ever; the pairs seen before ``lo`` that come back in
+    those days are added from the events.
     """
-    # No filter on the key here: filtering would copy every column of the window.
-    # Events without a value form one null group, dropped after aggregating.
-    window = events.slice(lo, hi - lo)
-    first_of_lead = (pl.col(f"{group_by}_prev_lead") < lo) & pl.col("lead").is_not_null()
-    totals = window.group_by(group_by).agg(
-        pl.len().cast(pl.Int64).alias("total_events"),
-        first_of_lead.sum().cast(pl.Int64).alias("unique_leads"),
-        (first_of_lead & pl.col("is_mql")).sum().cast(pl.Int64).alias("mql_count"),
-        pl.col("points").cast(pl.Int64).sum().alias("total_points"),
-        pl.col("occurred_at").min().alias("first_event_at"),
-        pl.col("occurred_at").max().alias("last_event_at"),
-    )
-    deals = (
-        window.filter((pl.col(f"{group_by}_prev_account") < lo) & pl.col("account").is_not_null())
-        .select(group_by, "account")
-        .join(accounts, on="account", how="inner")
+    events = layout.events.lazy()
+    accounts = layout.accounts.lazy()
+    day_rows = layout.days[group_by]
+    split = day_split(layout.events.get_column("occurred_at"), day_rows.get_column("day"), lo, hi)
+    pieces: list[pl.LazyFrame] = []
+    if split.raw:
+        # No filter on the key here: filtering would copy every column of the slice.
+        # Events without a value form one null group, dropped at the end.
+        raw = pl.concat([events.slice(a, b - a) for a, b in split.raw])
+        first_of_lead = (pl.col(f"{group_by}_prev_lead") < lo) & pl.col("lead").is_not_null()
+        first_of_account = (pl.col(f"{group_by}_prev_account") < lo) & pl.col(
+            "account"
+        ).is_not_null()
+        pieces.append(
+            raw.group_by(group_by).agg(
+                pl.len().cast(pl.Int64).alias("total_events"),
+                first_of_lead.sum().cast(pl.Int64).alias("unique_leads"),
+                (first_of_lead & pl.col("is_mql")).sum().cast(pl.Int64).alias("mql_count"),
+                pl.col("points").cast(pl.Int64).sum().alias("total_points"),
+                pl.col("occurred_at").min().alias("first_event_at"),
+                pl.col("occurred_at").max().alias("last_event_at"),
+            )
+        )
+        pieces.append(
+            deal_sums(
+                raw.filter(first_of_account).select(group_by, "account"), accounts, [group_by]
+            )
+        )
+    start, end = split.days
+    if end > start:
+        pieces.append(
+            day_rows.lazy()
+            .slice(start, end - start)
+            .drop("day")
+            .rename({"new_leads": "unique_leads", "new_mqls": "mql_count"})
+        )
+    whole_start, whole_end = split.whole
+    if whole_end > whole_start and lo > 0:
+        whole = events.slice(whole_start, whole_end - whole_start)
+        came_back = pl.col(f"{group_by}_prev_lead").is_between(0, lo - 1)
+        pieces.append(
+            whole.filter(came_back)
+            .group_by(group_by)
+            .agg(
+                pl.len().cast(pl.Int64).alias("unique_leads"),
+                pl.col("is_mql").sum().cast(pl.Int64).alias("mql_count"),
+            )
+        )
+        account_came_back = pl.col(f"{group_by}_prev_account").is_between(0, lo - 1)
+        pieces.append(
+            deal_sums(
+                whole.filter(account_came_back).select(group_by, "account"), accounts, [group_by]
+            )
+        )
+    names = names_frame(layout.dictionaries.of(group_by)).lazy().rename({"code": group_by})
+    zero = pl.lit(0).cast(MONEY)
+    # The empty frame first gives every piece every column.
+    empty = pl.LazyFrame(schema={group_by: CODE, **CAMPAIGN_ROW}).drop("name")
+    return (
+        pl.concat([empty, *pieces], how="diagonal")
         .group_by(group_by)
         .agg(
-            pl.col("deals_count").sum().alias("deals_count"),
-            pl.col("pipeline_value").sum().cast(MONEY).alias("pipeline_value"),
-            pl.col("closed_won_value").sum().cast(MONEY).alias("closed_won_value"),
+            pl.col("total_events").sum(),
+            pl.col("unique_leads").sum(),
+            pl.col("mql_count").sum(),
+            pl.col("total_points").sum(),
+            pl.col("deals_count").sum(),
+            pl.col("pipeline_value").sum().cast(MONEY),
+            pl.col("closed_won_value").sum().cast(MONEY),
+            pl.col("first_event_at").min(),
+            pl.col("last_event_at").max(),
         )
-    )
-    zero = pl.lit(0).cast(MONEY)
-    return (
-        totals.filter(pl.col(group_by).is_not_null())
-        .join(deals, on=group_by, how="left")
-        .join(names.rename({"code": group_by}), on=group_by, how="inner")
+        .filter(pl.col(group_by).is_not_null())
+        .join(names, on=group_by, how="inner")
         .select(
             "name",
-            "total_events",
-            "unique_leads",
-            "mql_count",
-            "total_points",
-            pl.col("deals_count").fill_null(0),
-            pl.col("pipeline_value").fill_null(zero),
-            pl.col("closed_won_value").fill_null(zero),
+            *(pl.col(c).fill_null(0) for c in COUNTS),
+            *(pl.col(c).fill_null(zero) for c in ("pipeline_value", "closed_won_value")),
             "first_event_at",
             "last_event_at",
         )
