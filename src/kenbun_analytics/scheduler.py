@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -204,11 +205,7 @@ class Refresher:
         for unit in units:
             started = self._clock()
             try:
-                layout = full_layout(
-                    self._source.events_of(unit),
-                    self._source.leads_of(unit),
-                    self._source.account_deals_of(unit),
-                )
+                layout = full_layout(*self._read_unit(unit))
             except SourceError as error:
                 failed = True
                 self._failed(unit, str(error))
@@ -218,6 +215,19 @@ class Refresher:
             self.status.errors.pop(unit, None)
             self.status.unit_seconds[unit] = self._clock() - started
         return failed
+
+    def _read_unit(self, unit: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """An org unit's events, per-lead facts and deal totals: the events on
+        one connection while the other two are read on a second one."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kenbun-read") as pool:
+            facts = pool.submit(
+                lambda: (self._source.leads_of(unit), self._source.account_deals_of(unit))
+            )
+            try:
+                events = self._source.events_of(unit)
+            finally:
+                leads, account_deals = facts.result()
+        return events, leads, account_deals
 
     def _apply_changes(self, units: list[str], changes: Changes, taken_at: datetime) -> bool:
         unit_set = set(units)

@@ -150,9 +150,12 @@ def _with_connect_timeout(url: str, seconds: int) -> str:
 class Source:
     """A kenbun PostgreSQL database, read through ADBC into Arrow.
 
-    Thread-safe: each public method takes the connection lock for its whole
-    round trip. A failed call closes the connection; the next call reconnects.
-    Every failure surfaces as :class:`SourceError` with no SQL in its text.
+    Thread-safe: a call takes a connection of its own from a small pool (at
+    most ``connections`` open at once) for its whole round trip, so that a
+    refresh can read an org unit's events and its per-lead facts side by side.
+    A failed call closes its connection and the idle ones; the next call opens a
+    new one. Every
+    failure surfaces as :class:`SourceError` with no SQL in its text.
     """
 
     def __init__(
@@ -161,6 +164,7 @@ class Source:
         *,
         statement_timeout_seconds: float = 120.0,
         application_name: str = "kenbun-analytics",
+        connections: int = 2,
     ) -> None:
         self._url = _with_connect_timeout(url, 10)
         self._statement_timeout_ms = int(statement_timeout_seconds * 1000)
@@ -168,32 +172,45 @@ class Source:
             raise ValueError(application_name)
         self._application_name = application_name
         self._lock = threading.Lock()
-        self._connection: Any = None
+        """Guards ``_idle``; migrations also take it."""
+        self._slots = threading.BoundedSemaphore(connections)
+        self._idle: list[Any] = []
 
     def close(self) -> None:
         with self._lock:
-            self._drop_connection()
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            _close_quietly(connection)
 
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                self._connection.close()
-            self._connection = None
+    def _connect(self) -> Any:
+        connection = pg.connect(self._url, autocommit=True)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
+            cursor.execute(f"SET application_name = '{self._application_name}'")
+        return connection
 
     @contextlib.contextmanager
     def _cursor(self, operation: str) -> Iterator[Any]:
-        with self._lock:
+        with self._slots:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
             try:
-                if self._connection is None:
-                    self._connection = pg.connect(self._url, autocommit=True)
-                    with self._connection.cursor() as cursor:
-                        cursor.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
-                        cursor.execute(f"SET application_name = '{self._application_name}'")
-                with self._connection.cursor() as cursor:
+                if connection is None:
+                    connection = self._connect()
+                with connection.cursor() as cursor:
                     yield cursor
             except Exception as error:
-                self._drop_connection()
+                # Whatever broke this connection (a restarted server, a dropped
+                # network) has likely broken the idle ones too: start afresh.
+                if connection is not None:
+                    _close_quietly(connection)
+                    connection = None
+                self.close()
                 raise SourceError(operation, error) from None
+            finally:
+                if connection is not None:
+                    with self._lock:
+                        self._idle.append(connection)
 
     def query(self, operation: str, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         """Run one statement and return its rows as an Arrow table."""
@@ -310,6 +327,11 @@ class Source:
 
     def account_deals_of(self, org_unit_id: str) -> pa.Table:
         return self.query("load deals", ACCOUNT_DEALS_OF_ORG_UNIT, (org_unit_id,))
+
+
+def _close_quietly(connection: Any) -> None:
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 def migrations() -> list[tuple[str, str]]:
