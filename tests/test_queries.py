@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kenbun_analytics import layout as layout_module
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
     LEAD_FACTS,
@@ -20,6 +22,7 @@ from kenbun_analytics.layout import (
     build,
     encode,
     encode_events,
+    update,
 )
 from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
 
@@ -31,24 +34,31 @@ def day(n: int | timedelta) -> datetime:
     return T0 + (n if isinstance(n, timedelta) else timedelta(days=n))
 
 
-def layout(events: list[tuple[str | None, str | None, int | timedelta, int]]) -> Layout:
-    """Events of (campaign, lead_id, day, points); leads L1 (MQL, account A1), L2 (account A1), L3."""
-    raw = pl.DataFrame(
+Event = tuple[str | None, str | None, str | None, "int | timedelta", int]
+"""(campaign, source, lead_id, day or time after T0, points)"""
+
+
+def raw_events(events: dict[int, Event]) -> pl.DataFrame:
+    """Raw events by event id, sorted by time as a load gives them."""
+    return pl.DataFrame(
         [
             {
                 "event_id": i,
-                "occurred_at": day(d),
+                "occurred_at": day(at),
                 "lead_id": lead,
-                "campaign": c,
-                "source": None,
+                "campaign": campaign,
+                "source": source,
                 "medium": None,
-                "points": p,
+                "points": points,
             }
-            for i, (c, lead, d, p) in enumerate(events)
+            for i, (campaign, source, lead, at, points) in events.items()
         ],
         schema=RAW_EVENTS,
     ).sort("occurred_at", "event_id")
-    base, dictionaries = encode_events(raw, Dictionaries.empty())
+
+
+def facts() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Leads L1 (MQL, account A1), L2 (account A1), L3; A1 has two deals worth 100.50."""
     blank = dict.fromkeys(LEAD_FACTS.names())
     leads = pl.DataFrame(
         [
@@ -68,7 +78,24 @@ def layout(events: list[tuple[str | None, str | None, int | timedelta, int]]) ->
         ],
         schema=ACCOUNT_DEALS,
     )
-    return build(base, dictionaries, leads, accounts)
+    return leads, accounts
+
+
+def built_from(raw: pl.DataFrame) -> Layout:
+    base, dictionaries = encode_events(raw, Dictionaries.empty())
+    return build(base, dictionaries, *facts())
+
+
+def layout(events: list[tuple[str | None, str | None, int | timedelta, int]]) -> Layout:
+    """Events of (campaign, lead_id, day, points), with the leads of :func:`facts`."""
+    return built_from(
+        raw_events(
+            {
+                i: (campaign, None, lead, at, points)
+                for i, (campaign, lead, at, points) in enumerate(events)
+            }
+        )
+    )
 
 
 def rows(
@@ -182,6 +209,70 @@ def test_whole_days_and_partial_days_add_up_to_the_events(
         )
     expected.sort(key=lambda row: (-row[1], row[0]))
     assert rows(layout(events), start, end) == expected
+
+
+def aggregate(built: Layout, key: str, since: timedelta | None) -> list[tuple[Any, ...]]:
+    """The aggregate by ``key`` of the events from T0 + ``since`` on."""
+    lo, hi = window_rows(
+        built.events.get_column("occurred_at"), None if since is None else day(since), None
+    )
+    return campaign_rows(built, group_by=key, lo=lo, hi=hi).collect().rows()
+
+
+EVENTS = st.tuples(
+    st.sampled_from(["a", "b", None]),
+    st.sampled_from(["s", "t", None]),
+    st.sampled_from(["L1", "L2", "L3", "L4", "L5", None]),
+    MOMENTS,
+    st.integers(-3, 3),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.dictionaries(st.integers(0, 40), EVENTS, max_size=25),
+    changes=st.dictionaries(st.integers(0, 40), st.none() | EVENTS, max_size=15),
+    start=st.none() | MOMENTS,
+)
+def test_an_incremental_update_answers_like_a_full_build(
+    before: dict[int, Event], changes: dict[int, Event | None], start: timedelta | None
+) -> None:
+    """Deleting, changing and adding events (new values and new leads among them)
+    through ``update`` gives the answers of building the final events afresh."""
+    after = {**before, **changes}
+    final = {i: event for i, event in after.items() if event is not None}
+    updated = update(
+        built_from(raw_events(before)),
+        pl.Series("event_id", sorted(changes), dtype=pl.Int64),
+        raw_events({i: event for i, event in final.items() if i in changes}),
+    )
+    fresh = built_from(raw_events(final))
+    for key in ("campaign", "source"):
+        for since in (None, start):
+            assert aggregate(updated, key, since) == aggregate(fresh, key, since)
+        for name in fresh.codes[key]:
+            leads = [
+                campaign_leads(
+                    built.events,
+                    built.leads,
+                    rows=built.indexes[key].rows_of(built.codes[key][name], 0, built.events.height),
+                ).rows()
+                for built in (updated, fresh)
+            ]
+            assert leads[0] == leads[1]
+
+
+@settings(max_examples=50, deadline=None)
+@given(events=st.dictionaries(st.integers(0, 40), EVENTS, max_size=25))
+def test_packed_and_stable_orderings_build_the_same_layout(events: dict[int, Event]) -> None:
+    """Pair indices and value indexes are the same whether (key, row) fit one integer."""
+    packed = built_from(raw_events(events))
+    with patch.object(layout_module, "PACKED_BITS", 0):
+        stable = built_from(raw_events(events))
+    assert packed.events.equals(stable.events)
+    for key in ("campaign", "source", "medium"):
+        assert packed.indexes[key].rows.equals(stable.indexes[key].rows)
+        assert packed.indexes[key].offsets.equals(stable.indexes[key].offsets)
 
 
 def test_campaign_leads_orders_and_limits() -> None:

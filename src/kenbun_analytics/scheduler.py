@@ -28,12 +28,9 @@ from kenbun_analytics.layout import (
     RAW_EVENTS,
     Dictionaries,
     Layout,
-    account_deals_of,
-    base_of,
     build,
     encode_events,
-    lead_facts_of,
-    merge_events,
+    update,
 )
 from kenbun_analytics.source import Changes, Source
 from kenbun_analytics.store import Snapshot, SnapshotStore, next_version
@@ -247,25 +244,26 @@ class Refresher:
         )
         for unit in sorted(partial):
             started = self._clock()
-            old = self._store.get(unit).layout
-            base, dictionaries = base_of(old), old.dictionaries
-            if unit in changes.event_units:
-                arrived, dictionaries = encode_events(
-                    self._events_of_unit(current, unit), dictionaries
-                )
-                base = merge_events(base, changed_ids, arrived)
             try:
-                if unit in changes.dimension_units:
-                    lead_facts = arrow_frame(self._source.leads_of(unit), LEAD_FACTS)
-                    account_deals = arrow_frame(self._source.account_deals_of(unit), ACCOUNT_DEALS)
-                else:
-                    lead_facts, account_deals = lead_facts_of(old), account_deals_of(old)
+                facts = (
+                    (
+                        arrow_frame(self._source.leads_of(unit), LEAD_FACTS),
+                        arrow_frame(self._source.account_deals_of(unit), ACCOUNT_DEALS),
+                    )
+                    if unit in changes.dimension_units
+                    else None
+                )
             except SourceError as error:
                 failed = True
                 self._failed(unit, str(error))
                 logger.warning("refresh of org unit %s failed: %s", unit, error)
                 continue
-            layout = build(base, dictionaries, lead_facts, account_deals)
+            layout = update(
+                self._store.get(unit).layout,
+                changed_ids if unit in changes.event_units else changed_ids.clear(),
+                self._events_of_unit(current, unit),
+                facts,
+            )
             self._store.put(Snapshot(unit, taken_at, next_version(), layout))
             self.status.errors.pop(unit, None)
             self.status.unit_seconds[unit] = self._clock() - started
