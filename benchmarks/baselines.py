@@ -57,17 +57,17 @@ def postgres(
 
 DUCKDB_SQL = """
 WITH w AS (
-    SELECT {key} AS name, lead_id, occurred_at, points FROM events
+    SELECT {key} AS name, lead_key, occurred_at, points FROM events
     WHERE {key} IS NOT NULL AND occurred_at >= $start AND occurred_at <= $end
 ), totals AS (
-    SELECT name, count(*) AS total_events, count(DISTINCT lead_id) AS unique_leads,
+    SELECT name, count(*) AS total_events, count(DISTINCT lead_key) AS unique_leads,
            sum(points) AS total_points, min(occurred_at) AS first_event_at,
            max(occurred_at) AS last_event_at
     FROM w GROUP BY name
 ), value_leads AS (
-    SELECT DISTINCT name, lead_id FROM w WHERE lead_id IS NOT NULL
+    SELECT DISTINCT name, lead_key FROM w WHERE lead_key IS NOT NULL
 ), facts AS (
-    SELECT v.name, l.is_mql, l.account_id FROM value_leads v JOIN leads l USING (lead_id)
+    SELECT v.name, l.is_mql, l.account_id FROM value_leads v JOIN leads l USING (lead_key)
 ), mql AS (
     SELECT name, count(*) FILTER (WHERE is_mql) AS mql_count FROM facts GROUP BY name
 ), deal_sums AS (
@@ -115,7 +115,7 @@ def naive_polars(
     start: datetime | None,
     end: datetime | None,
 ) -> list[Row]:
-    """Join and group the raw snapshot per request (string keys, hashed distinct counts)."""
+    """Join and group the raw snapshot per request (text values, hashed distinct counts)."""
     window = pl.lit(value=True)
     if start is not None:
         window &= pl.col("occurred_at") >= start
@@ -124,20 +124,20 @@ def naive_polars(
     counted = (
         events.lazy()
         .filter(window & pl.col(group_by).is_not_null())
-        .select(pl.col(group_by).alias("name"), "lead_id", "occurred_at", "points")
+        .select(pl.col(group_by).alias("name"), "lead_key", "occurred_at", "points")
     )
     totals = counted.group_by("name").agg(
         pl.len().alias("total_events"),
-        pl.col("lead_id").drop_nulls().n_unique().alias("unique_leads"),
+        pl.col("lead_key").drop_nulls().n_unique().alias("unique_leads"),
         pl.col("points").sum().alias("total_points"),
         pl.col("occurred_at").min().alias("first_event_at"),
         pl.col("occurred_at").max().alias("last_event_at"),
     )
     value_leads = (
-        counted.filter(pl.col("lead_id").is_not_null())
-        .select("name", "lead_id")
+        counted.filter(pl.col("lead_key").is_not_null())
+        .select("name", "lead_key")
         .unique()
-        .join(leads.lazy().select("lead_id", "is_mql", "account_id"), on="lead_id", how="left")
+        .join(leads.lazy().select("lead_key", "is_mql", "account_id"), on="lead_key", how="left")
     )
     mqls = value_leads.group_by("name").agg(
         pl.col("is_mql").fill_null(value=False).sum().alias("mql_count")

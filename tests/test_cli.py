@@ -134,12 +134,20 @@ def test_every_flag_reads_an_environment_variable() -> None:
             "KENBUN_DATABASE_URL": "postgresql://db",
             "KENBUN_REFRESH_SECONDS": "7",
             "KENBUN_PORT": "9001",
+            "KENBUN_LOAD_CONNECTIONS": "4",
         }
     )
     args = parser.parse_args(["serve"])
     assert (args.database_url, args.refresh_seconds, args.port) == ("postgresql://db", 7.0, 9001)
+    assert args.load_connections == 4
     help_text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
-    for variable in ("KENBUN_DATABASE_URL", "KENBUN_HOST", "KENBUN_PORT", "KENBUN_REFRESH_SECONDS"):
+    for variable in (
+        "KENBUN_DATABASE_URL",
+        "KENBUN_HOST",
+        "KENBUN_PORT",
+        "KENBUN_REFRESH_SECONDS",
+        "KENBUN_LOAD_CONNECTIONS",
+    ):
         assert variable in help_text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,8 @@ from kenbun_analytics.layout import (
     encode,
     encode_events,
     update,
+    uuid_key,
+    uuid_text,
 )
 from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
 
@@ -38,6 +41,11 @@ Event = tuple[str | None, str | None, str | None, "int | timedelta", int]
 """(campaign, source, lead_id, day or time after T0, points)"""
 
 
+def lead_key(lead: str | None) -> int | None:
+    """A stand-in uuid for a short lead name: its bytes as a 128-bit integer."""
+    return None if lead is None else int.from_bytes(lead.encode().ljust(16, b"\0"), "big")
+
+
 def raw_events(events: dict[int, Event]) -> pl.DataFrame:
     """Raw events by event id, sorted by time as a load gives them."""
     return pl.DataFrame(
@@ -45,7 +53,7 @@ def raw_events(events: dict[int, Event]) -> pl.DataFrame:
             {
                 "event_id": i,
                 "occurred_at": day(at),
-                "lead_id": lead,
+                "lead_key": lead_key(lead),
                 "campaign": campaign,
                 "source": source,
                 "medium": None,
@@ -62,7 +70,14 @@ def facts() -> tuple[pl.DataFrame, pl.DataFrame]:
     blank = dict.fromkeys(LEAD_FACTS.names())
     leads = pl.DataFrame(
         [
-            {**blank, "lead_id": lead, "is_mql": mql, "account_id": account, "score": 1}
+            {
+                **blank,
+                "lead_key": lead_key(lead),
+                "lead_id": lead,
+                "is_mql": mql,
+                "account_id": account,
+                "score": 1,
+            }
             for lead, mql, account in (("L1", True, "A1"), ("L2", False, "A1"), ("L3", False, None))
         ],
         schema=LEAD_FACTS,
@@ -318,6 +333,15 @@ def test_value_index_finds_a_values_rows_in_a_window(
     )
     code = built.codes["campaign"][value]
     assert built.indexes["campaign"].rows_of(code, lo, hi).to_list() == expected
+
+
+def test_uuid_keys_round_trip_to_their_text() -> None:
+    """16-byte uuids become 128-bit keys and back to PostgreSQL's text form."""
+    texts = ["2a5f3e9c-0260-4b58-ce6d-3f8e1ae55746", "00000000-0000-0000-0000-000000000001"]
+    binary = pl.Series("k", [uuid.UUID(text).bytes for text in texts] + [None], dtype=pl.Binary)
+    keys = binary.to_frame().select(uuid_key(pl.col("k"))).to_series()
+    assert keys.to_list() == [uuid.UUID(text).int for text in texts] + [None]
+    assert uuid_text(keys).to_list() == [*texts, None]
 
 
 def test_dictionaries_are_append_only() -> None:

@@ -69,7 +69,11 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        source = Source(database_url, statement_timeout_seconds=settings.refresh_timeout_seconds)
+        source = Source(
+            database_url,
+            statement_timeout_seconds=settings.refresh_timeout_seconds,
+            connections=settings.load_connections + 1,
+        )
         # Its own application_name, so pg_stat_activity tells lookups from refreshes.
         auth_source = Source(
             database_url, statement_timeout_seconds=5, application_name="kenbun-analytics-auth"
@@ -80,6 +84,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             full_refresh_seconds=settings.full_refresh_seconds,
             refresh_seconds=settings.refresh_seconds,
             migrate=settings.migrate,
+            load_parts=settings.load_connections,
             on_refresh=metrics.refreshed,
             status=status,
         )
@@ -107,6 +112,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
+            refresher.close()
             source.close()
             auth_source.close()
 

@@ -71,6 +71,16 @@ def _add_server(parser: argparse.ArgumentParser, settings: Settings) -> None:
             f"statement timeout of refresh reads (default {settings.refresh_timeout_seconds:g})",
         ),
     )
+    parser.add_argument(
+        "--load-connections",
+        type=int,
+        default=settings.load_connections,
+        help=_env(
+            "KENBUN_LOAD_CONNECTIONS",
+            "connections a full load reads an org unit's events on, side by side "
+            f"(default {settings.load_connections})",
+        ),
+    )
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -238,6 +248,7 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str], database_url
         refresh_seconds=args.refresh_seconds,
         full_refresh_seconds=args.full_refresh_seconds,
         refresh_timeout_seconds=args.refresh_timeout_seconds,
+        load_connections=max(1, args.load_connections),
     )
 
 

@@ -17,6 +17,7 @@ of every (value, account) pair.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import polars as pl
@@ -28,11 +29,15 @@ ROW = pl.Int32()
 DAY = 86_400_000_000
 """Microseconds in a UTC day; day numbers count them from the epoch."""
 
+LEAD_KEY = pl.UInt128()
+"""A lead's uuid as one integer (PostgreSQL sends uuids as 16 bytes): hashing
+these is several times cheaper than hashing the 36-character texts."""
+
 RAW_EVENTS = pl.Schema(
     {
         "event_id": pl.Int64(),
         "occurred_at": pl.Datetime("us", "UTC"),
-        "lead_id": pl.String(),
+        "lead_key": LEAD_KEY,
         "campaign": pl.String(),
         "source": pl.String(),
         "medium": pl.String(),
@@ -41,6 +46,7 @@ RAW_EVENTS = pl.Schema(
 )
 LEAD_FACTS = pl.Schema(
     {
+        "lead_key": LEAD_KEY,
         "lead_id": pl.String(),
         "is_mql": pl.Boolean(),
         "account_id": pl.String(),
@@ -80,24 +86,39 @@ BASE_EVENTS = pl.Schema(
 
 @dataclass(frozen=True, slots=True)
 class Dictionaries:
-    """Append-only text dictionaries: the code of a text is its position."""
+    """Append-only dictionaries: the code of a value is its position."""
 
     campaign: pl.Series
     source: pl.Series
     medium: pl.Series
-    lead_id: pl.Series
+    lead_key: pl.Series
 
     @classmethod
     def empty(cls) -> Dictionaries:
-        return cls(*(pl.Series(name, [], dtype=pl.String) for name in (*KEYS, "lead_id")))
+        campaign, source, medium = (pl.Series(name, [], dtype=pl.String) for name in KEYS)
+        return cls(campaign, source, medium, pl.Series("lead_key", [], dtype=LEAD_KEY))
 
     def of(self, key: str) -> pl.Series:
         series: pl.Series = getattr(self, key)
         return series
 
 
+def uuid_key(binary: pl.Expr) -> pl.Expr:
+    """16-byte uuids (as PostgreSQL sends them) as :data:`LEAD_KEY` integers."""
+    return binary.bin.reinterpret(dtype=LEAD_KEY, endianness="big")
+
+
+def uuid_text(keys: pl.Series) -> pl.Series:
+    """The canonical text of :data:`LEAD_KEY` integers (for the few leads without facts)."""
+    return pl.Series(
+        keys.name,
+        [None if key is None else str(uuid.UUID(int=key)) for key in keys.to_list()],
+        dtype=pl.String,
+    )
+
+
 def encode(values: pl.Series, names: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """The codes of ``values`` in ``names``, appending texts not seen yet."""
+    """The codes of ``values`` in ``names``, appending values not seen yet."""
     distinct = values.drop_nulls().unique()
     unseen = distinct.filter(~distinct.is_in(names.implode()))
     names = pl.concat([names, unseen.sort()]).rename(names.name)
@@ -115,16 +136,16 @@ def encode(values: pl.Series, names: pl.Series) -> tuple[pl.Series, pl.Series]:
 def encode_events(
     raw: pl.DataFrame, dictionaries: Dictionaries
 ) -> tuple[pl.DataFrame, Dictionaries]:
-    """Raw events (texts) to base events (codes), extending the dictionaries."""
+    """Raw events (texts and lead keys) to base events (codes), extending the dictionaries."""
     columns: dict[str, pl.Series] = {}
     names: dict[str, pl.Series] = {}
-    for key in (*KEYS, "lead_id"):
+    for key in (*KEYS, "lead_key"):
         columns[key], names[key] = encode(raw.get_column(key), dictionaries.of(key))
     base = pl.DataFrame(
         {
             "event_id": raw.get_column("event_id"),
             "occurred_at": raw.get_column("occurred_at"),
-            "lead": columns["lead_id"],
+            "lead": columns["lead_key"],
             "campaign": columns["campaign"],
             "source": columns["source"],
             "medium": columns["medium"],
@@ -151,16 +172,25 @@ def merge_events(base: pl.DataFrame, changed_ids: pl.Series, current: pl.DataFra
 def align_leads(
     lead_facts: pl.DataFrame, dictionaries: Dictionaries
 ) -> tuple[pl.DataFrame, Dictionaries]:
-    """Per-lead facts in lead-code order, one row per code (unknown leads: nulls)."""
-    _, lead_ids = encode(lead_facts.get_column("lead_id"), dictionaries.lead_id)
+    """Per-lead facts in lead-code order, one row per code.
+
+    A lead some event names but without facts here (in another org unit, or
+    gone) keeps its lead_id, and nulls for the rest.
+    """
+    _, lead_keys = encode(lead_facts.get_column("lead_key"), dictionaries.lead_key)
     aligned = pl.DataFrame(
-        {"lead": pl.int_range(lead_ids.len(), dtype=CODE, eager=True), "lead_id": lead_ids}
-    ).join(lead_facts, on="lead_id", how="left", maintain_order="left")
+        {"lead": pl.int_range(lead_keys.len(), dtype=CODE, eager=True), "lead_key": lead_keys}
+    ).join(lead_facts, on="lead_key", how="left", maintain_order="left")
+    unknown = aligned.get_column("lead_id").is_null().arg_true()
+    if unknown.len():
+        lead_ids = aligned.get_column("lead_id").clone()
+        lead_ids.scatter(unknown, uuid_text(lead_keys.gather(unknown)))
+        aligned = aligned.with_columns(lead_ids)
     return aligned, Dictionaries(
         campaign=dictionaries.campaign,
         source=dictionaries.source,
         medium=dictionaries.medium,
-        lead_id=lead_ids,
+        lead_key=lead_keys,
     )
 
 
@@ -339,7 +369,8 @@ class Layout:
     events: pl.DataFrame
     """Sorted by occurred_at: base columns, is_mql, account and the pair indices."""
     leads: pl.DataFrame
-    """One row per lead code: lead_id, the facts of LEAD_FACTS, and the account code."""
+    """One row per lead code: the facts of LEAD_FACTS (lead_key, lead_id, ...) and the
+    account code."""
     accounts: pl.DataFrame
     """One row per account code: account_id and its deal totals."""
     dictionaries: Dictionaries
@@ -382,12 +413,13 @@ def update(
         base = merge_events(base, changed_ids, current)
     if facts is not None:
         return build(base, dictionaries, *facts)
+    known = layout.leads.height
+    new_keys = dictionaries.lead_key.slice(known)
     new_leads = pl.DataFrame(
         {
-            "lead": pl.int_range(
-                layout.leads.height, dictionaries.lead_id.len(), dtype=CODE, eager=True
-            ),
-            "lead_id": dictionaries.lead_id.slice(layout.leads.height),
+            "lead": pl.int_range(known, dictionaries.lead_key.len(), dtype=CODE, eager=True),
+            "lead_key": new_keys,
+            "lead_id": uuid_text(new_keys).alias("lead_id"),
         }
     )
     leads = pl.concat([layout.leads, new_leads], how="diagonal")

@@ -218,7 +218,9 @@ def campaign_leads(
     make the cut (the ``limit`` latest, ties included) get their lead_id, which
     breaks ties in the order.
     """
-    touched = events.select(pl.col("lead").gather(rows), pl.col("occurred_at").gather(rows))
+    touched = pl.DataFrame(
+        [events.get_column(name).gather(rows) for name in ("lead", "occurred_at")]
+    )
     lead_ids = leads.get_column("lead_id")
     candidates = (
         touched.lazy()
@@ -238,7 +240,7 @@ def campaign_leads(
         .head(limit)
     )
     codes = top.get_column("lead")
-    facts = leads.select(pl.col(name).gather(codes) for name in LEAD_COLUMNS)
+    facts = pl.DataFrame([leads.get_column(name).gather(codes) for name in LEAD_COLUMNS])
     return pl.concat(
         [
             top.select("lead_id"),

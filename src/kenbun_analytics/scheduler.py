@@ -25,12 +25,14 @@ from kenbun_analytics.errors import SourceError
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
     LEAD_FACTS,
+    LEAD_KEY,
     RAW_EVENTS,
     Dictionaries,
     Layout,
     build,
     encode_events,
     update,
+    uuid_key,
 )
 from kenbun_analytics.source import Changes, Source
 from kenbun_analytics.store import Snapshot, SnapshotStore, next_version
@@ -41,8 +43,14 @@ CHANGE_LOG_RETENTION_SECONDS = 24 * 3600
 
 
 def arrow_frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
+    """The columns of ``schema`` from an Arrow result; uuids (bytes) become lead keys."""
     frame = pl.DataFrame(pl.from_arrow(table))
-    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+    return frame.select(
+        uuid_key(pl.col(name))
+        if dtype == LEAD_KEY and frame.schema[name] == pl.Binary
+        else pl.col(name).cast(dtype)
+        for name, dtype in schema.items()
+    )
 
 
 def raw_events_frame(table: pa.Table | None, *, with_org_unit: bool = False) -> pl.DataFrame:
@@ -94,6 +102,7 @@ class Refresher:
         full_refresh_seconds: float,
         refresh_seconds: float = 30.0,
         migrate: bool = False,
+        load_parts: int = 2,
         on_refresh: Callable[[str, float], None] | None = None,
         status: RefreshStatus | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -103,6 +112,12 @@ class Refresher:
         self._full_refresh_seconds = full_refresh_seconds
         self._refresh_seconds = refresh_seconds
         self._migrate_pending = migrate
+        self._load_parts = max(1, load_parts)
+        # Long-lived readers: threads made per refresh would each get a fresh
+        # malloc arena, and the process would keep growing by them.
+        self._readers = ThreadPoolExecutor(
+            max_workers=self._load_parts, thread_name_prefix="kenbun-read"
+        )
         self._on_refresh = on_refresh
         self._clock = clock
         self._running = threading.Lock()
@@ -110,6 +125,10 @@ class Refresher:
         self._last_full: float | None = None
         self._next_attempt = float("-inf")
         self.status = status if status is not None else RefreshStatus()
+
+    def close(self) -> None:
+        """Stop the reader threads (after the scheduler has stopped calling)."""
+        self._readers.shutdown(wait=True)
 
     def retry_delay(self, consecutive_failures: int) -> float:
         """Seconds before the next attempt: the interval after a success; after
@@ -214,17 +233,22 @@ class Refresher:
         return failed
 
     def _read_unit(self, unit: str) -> tuple[pa.Table, pa.Table, pa.Table]:
-        """An org unit's events, per-lead facts and deal totals: the events on
-        one connection while the other two are read on a second one."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kenbun-read") as pool:
-            facts = pool.submit(
-                lambda: (self._source.leads_of(unit), self._source.account_deals_of(unit))
-            )
-            try:
-                events = self._source.events_of(unit)
-            finally:
-                leads, account_deals = facts.result()
-        return events, leads, account_deals
+        """An org unit's events, per-lead facts and deal totals, read side by side:
+        the events in ``load_parts`` parts, the facts on one more connection."""
+        parts, pool = self._load_parts, self._readers
+        facts = pool.submit(
+            lambda: (self._source.leads_of(unit), self._source.account_deals_of(unit))
+        )
+        others = [
+            pool.submit(self._source.events_of, unit, part=part, parts=parts)
+            for part in range(1, parts)
+        ]
+        try:
+            first = self._source.events_of(unit, part=0, parts=parts)
+        finally:
+            rest = [other.result() for other in others]
+            leads, account_deals = facts.result()
+        return pa.concat_tables([first, *rest]), leads, account_deals
 
     def _apply_changes(self, units: list[str], changes: Changes, taken_at: datetime) -> bool:
         unit_set = set(units)

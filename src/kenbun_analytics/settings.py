@@ -36,6 +36,11 @@ class Settings:
     """``KENBUN_REFRESH_TIMEOUT_SECONDS``: a refresh statement running longer is
     cancelled by PostgreSQL and the refresh is retried on the next tick."""
 
+    load_connections: int = 2
+    """``KENBUN_LOAD_CONNECTIONS``: connections a full load reads an org unit's
+    events on, side by side (each reads every n-th event id); one more reads its
+    per-lead facts meanwhile. Raise it when PostgreSQL has cores to spare."""
+
     auth_cache_seconds: float = 2.0
     """``KENBUN_AUTH_CACHE_SECONDS``: how long a credential lookup is reused.
     Revocation takes effect within this plus one lookup; keep it under 5."""
@@ -118,6 +123,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         ),
         refresh_timeout_seconds=_number(
             environ, "KENBUN_REFRESH_TIMEOUT_SECONDS", defaults.refresh_timeout_seconds, minimum=1
+        ),
+        load_connections=int(
+            _number(environ, "KENBUN_LOAD_CONNECTIONS", defaults.load_connections, minimum=1)
         ),
         auth_cache_seconds=auth_cache_seconds,
         result_cache_bytes=int(

@@ -43,7 +43,7 @@ _EVENTS = f"""
 SELECT e.org_unit_id::text AS org_unit_id,
        e.id AS event_id,
        e.occurred_at,
-       e.lead_id::text AS lead_id,
+       e.lead_id AS lead_key,
        NULLIF(e.metadata ->> 'utm_campaign', '') AS campaign,
        NULLIF(e.metadata ->> 'utm_source', '') AS source,
        NULLIF(e.metadata ->> 'utm_medium', '') AS medium,
@@ -55,7 +55,8 @@ WHERE NOT (e.normalized AND NOT e.normalized_parent)
        OR NULLIF(e.metadata ->> 'utm_medium', '') IS NOT NULL)
 """
 
-EVENTS_OF_ORG_UNIT = _EVENTS + "  AND e.org_unit_id = $1::uuid"
+# Part $3 of $2: a full load reads the parts side by side, on connections of their own.
+EVENTS_OF_ORG_UNIT = _EVENTS + "  AND e.org_unit_id = $1::uuid AND e.id % $2::bigint = $3::bigint"
 EVENTS_BY_ID = _EVENTS + "  AND e.id = ANY($1::bigint[])"
 
 LEADS_OF_ORG_UNIT = """
@@ -82,7 +83,8 @@ WITH unit_leads AS (
     WHERE d.account_id IN (SELECT account_id FROM unit_leads)
     ORDER BY d.account_id, d.created_at DESC, d.id DESC
 )
-SELECT l.id::text AS lead_id,
+SELECT l.id AS lead_key,
+       l.id::text AS lead_id,
        COALESCE(lower(trim(l.engagement_level)) IN ('warm', 'hot'), false) AS is_mql,
        l.account_id::text AS account_id,
        COALESCE(a.email, a.phone, a.social, a.external_id, a.cookie) AS display_name,
@@ -164,7 +166,7 @@ class Source:
         *,
         statement_timeout_seconds: float = 120.0,
         application_name: str = "kenbun-analytics",
-        connections: int = 2,
+        connections: int = 3,
     ) -> None:
         self._url = _with_connect_timeout(url, 10)
         self._statement_timeout_ms = int(statement_timeout_seconds * 1000)
@@ -315,8 +317,10 @@ class Source:
             (float(older_than_seconds),),
         )
 
-    def events_of(self, org_unit_id: str) -> pa.Table:
-        return self.query("load events", EVENTS_OF_ORG_UNIT, (org_unit_id,))
+    def events_of(self, org_unit_id: str, *, part: int = 0, parts: int = 1) -> pa.Table:
+        """The counting events of an org unit; with ``parts``, those whose id is
+        ``part`` modulo ``parts``."""
+        return self.query("load events", EVENTS_OF_ORG_UNIT, (org_unit_id, parts, part))
 
     def events_by_id(self, event_ids: Sequence[int]) -> pa.Table:
         literal = "{" + ",".join(str(int(i)) for i in event_ids) + "}"
