@@ -178,23 +178,47 @@ def _accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
+def cached_answer(
+    cache: ResultCache,
+    key: tuple[object, ...],
+    entry: CachedResponse,
+    snapshot: Snapshot,
+    *,
+    accept_encoding: str | None,
+    if_none_match: str | None,
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a cached answer: gzip when asked for and
+    worth it, 304 when the caller holds the current ETag."""
+    body, etag = entry.body, entry.etag
+    headers = {"Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
+    if _accepts_gzip(accept_encoding):
+        gzipped = cache.gzipped(key, entry)
+        if gzipped is not None:
+            body, etag = gzipped, entry.gzip_etag
+            headers["Content-Encoding"] = "gzip"
+    headers["ETag"] = etag
+    headers["X-Snapshot-At"] = _snapshot_at(snapshot.taken_at)
+    if _matches(if_none_match, etag):
+        headers.pop("Content-Encoding", None)
+        return 304, headers, b""
+    return 200, headers, body
+
+
 def _cached_response(
     request: Request[Any, Any, Any],
     key: tuple[object, ...],
     entry: CachedResponse,
     snapshot: Snapshot,
 ) -> Response[bytes]:
-    body, etag = entry.body, entry.etag
-    headers = {"Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
-    if _accepts_gzip(request.headers.get("accept-encoding")):
-        gzipped = _services(request).cache.gzipped(key, entry)
-        if gzipped is not None:
-            body, etag = gzipped, entry.gzip_etag
-            headers["Content-Encoding"] = "gzip"
-    headers["ETag"] = etag
-    headers["X-Snapshot-At"] = _snapshot_at(snapshot.taken_at)
-    if _matches(request.headers.get("if-none-match"), etag):
-        headers.pop("Content-Encoding", None)
+    status, headers, body = cached_answer(
+        _services(request).cache,
+        key,
+        entry,
+        snapshot,
+        accept_encoding=request.headers.get("accept-encoding"),
+        if_none_match=request.headers.get("if-none-match"),
+    )
+    if status == 304:
         return Response(content=b"", status_code=304, headers=headers)
     return Response(content=body, media_type=JSON, headers=headers)
 

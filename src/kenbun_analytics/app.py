@@ -21,6 +21,7 @@ from kenbun_analytics.auth import Authenticator
 from kenbun_analytics.cache import ResultCache
 from kenbun_analytics.errors import SettingsError
 from kenbun_analytics.guard import guard
+from kenbun_analytics.hits import serve_cached_hits
 from kenbun_analytics.observability import Metrics, observe
 from kenbun_analytics.ratelimit import RateLimiter
 from kenbun_analytics.scheduler import Refresher, RefreshStatus, start_scheduler
@@ -140,5 +141,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
     )
     # Outermost, around Litestar's own exception handling, the way Litestar's
     # OpenTelemetry plugin wraps it: every answer, 404s and 413s too, is observed.
-    app.asgi_handler = observe(guard(app.asgi_handler), metrics, access_log=settings.access_log)
+    # Inside the guard's limits: repeated cached aggregates skip the routing.
+    handler = serve_cached_hits(app.asgi_handler, lambda: getattr(app.state, "services", None))
+    app.asgi_handler = observe(guard(handler), metrics, access_log=settings.access_log)
     return app

@@ -54,15 +54,21 @@ class ResultCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: tuple[object, ...]) -> CachedResponse | None:
+    def get(self, key: tuple[object, ...], *, count: bool = True) -> CachedResponse | None:
+        """The entry of ``key``, or None; ``count=False`` leaves the hit and miss
+        counts to the caller (:meth:`count_hit`)."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                self.misses += 1
+                self.misses += count
                 return None
             self._entries.move_to_end(key)
-            self.hits += 1
+            self.hits += count
             return entry
+
+    def count_hit(self) -> None:
+        with self._lock:
+            self.hits += 1
 
     def gzipped(self, key: tuple[object, ...], entry: CachedResponse) -> bytes | None:
         """The gzip form of an entry's body; None when the body is too small to gain."""

@@ -32,13 +32,24 @@ class RateLimiter:
 
     def check(self, key: str) -> None:
         """Spend one request of ``key``'s budget, or raise :class:`RateLimited`."""
+        wait = self._spend(key)
+        if wait:
+            raise RateLimited(wait)
+
+    def allow(self, key: str) -> bool:
+        """Spend one request of ``key``'s budget if there is one; False otherwise."""
+        return not self._spend(key)
+
+    def _spend(self, key: str) -> int:
+        """0 after spending one request; else the whole seconds until one is left."""
         if self._rate <= 0:
-            return
+            return 0
         now = self._clock()
         with self._lock:
             tokens, at = self._buckets.get(key, (self._burst, now))
             tokens = min(self._burst, tokens + (now - at) * self._rate)
             if tokens < 1:
                 self._buckets[key] = (tokens, now)
-                raise RateLimited(math.ceil((1 - tokens) / self._rate))
+                return max(1, math.ceil((1 - tokens) / self._rate))
             self._buckets[key] = (tokens - 1, now)
+            return 0

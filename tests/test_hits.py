@@ -1,0 +1,123 @@
+"""Repeated aggregates answered from the cache before routing (``hits.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from kenbun_analytics import hits
+from kenbun_analytics.auth import ACTIVE_OU_COOKIE
+from tests.conftest import make_app, refresh
+from tests.world import World
+
+Client = TestClient[Litestar]
+PATHS = (
+    "/analytics/campaigns",
+    "/analytics/campaigns?group_by=source",
+    "/analytics/campaigns?group_by=medium&start_date=2026-01-01&end_date=2026-12-31",
+    "/analytics/campaigns?start_date=2026-03-01T00%3A00%3A00Z",
+)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each request reaching the layer was answered by it."""
+    answers: list[bool] = []
+    original = hits._answer
+
+    def spy(scope: dict[str, Any], services: Any) -> Any:
+        answer = original(scope, services)
+        answers.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(hits, "_answer", spy)
+    return answers
+
+
+@pytest.fixture
+def unit(world: World) -> str:
+    unit = world.org_unit("Acme")
+    for n in range(40):  # a body large enough to be gzipped
+        world.event(unit, campaign=f"campaign {n}", source="news", lead=world.lead(unit))
+    return unit
+
+
+@pytest.fixture
+def client(database_url: str, unit: str) -> Iterator[Client]:
+    with TestClient(make_app(database_url)) as client:
+        refresh(client)
+        yield client
+
+
+def comparable(response: Any) -> tuple[int, dict[str, str], bytes]:
+    headers = {
+        name: value
+        for name, value in response.headers.items()
+        if name not in {"date", "x-request-id"}
+    }
+    return response.status_code, headers, response.content
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_a_cached_answer_is_the_apps_answer_byte_for_byte(
+    client: Client, world: World, unit: str, served: list[bool], path: str, encoding: str
+) -> None:
+    """Status, headers and body equal what the app gives for the same cached answer
+    (an unknown parameter sends the request through the app); 304s too."""
+    headers = {**world.reader(unit), "Accept-Encoding": encoding}
+    separator = "&" if "?" in path else "?"
+    first = client.get(path, headers=headers)
+    assert first.status_code == 200
+    fast = client.get(path, headers=headers)
+    routed = client.get(f"{path}{separator}unused=1", headers=headers)
+    assert served == [False, True, False]
+    assert comparable(fast) == comparable(routed) == comparable(first)
+    assert fast.headers["x-request-id"]
+    not_modified = {**headers, "If-None-Match": fast.headers["etag"]}
+    assert comparable(client.get(path, headers=not_modified)) == comparable(
+        client.get(f"{path}{separator}unused=1", headers=not_modified)
+    )
+    assert served[-2:] == [True, False]
+
+
+def test_what_the_layer_leaves_to_the_app(
+    client: Client, world: World, unit: str, served: list[bool]
+) -> None:
+    """Cookies, repeated or unusual parameters, bad dates and bad credentials go on to
+    the app, which answers them as always."""
+    headers = world.reader(unit)
+    assert client.get("/analytics/campaigns", headers=headers).status_code == 200
+    served.clear()
+    client.cookies.set(ACTIVE_OU_COOKIE, unit)
+    assert client.get("/analytics/campaigns", headers=headers).status_code == 200
+    client.cookies.clear()
+    assert (
+        client.get("/analytics/campaigns?group_by=a&group_by=b", headers=headers).status_code == 400
+    )
+    assert (
+        client.get("/analytics/campaigns?start_date=2026-13-01", headers=headers).status_code == 400
+    )
+    wrong = {"Authorization": "Bearer kbn_pat_not-a-real-token"}
+    assert client.get("/analytics/campaigns", headers=wrong).status_code == 401
+    assert served == [False, False, False, False]
+
+
+def test_the_rate_limit_counts_cached_answers(
+    database_url: str, world: World, unit: str, served: list[bool]
+) -> None:
+    """Answers from the layer spend the credential's budget; the app says 429 after."""
+    with TestClient(
+        make_app(database_url, rate_limit_per_second=0.01, rate_limit_burst=3)
+    ) as client:
+        refresh(client)
+        headers = world.reader(unit)
+        statuses = [
+            client.get("/analytics/campaigns", headers=headers).status_code for _ in range(4)
+        ]
+    assert statuses == [200, 200, 200, 429]
+    assert served == [False, True, True, False]
