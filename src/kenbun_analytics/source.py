@@ -117,6 +117,9 @@ WHERE d.org_unit_id = $1::uuid AND d.account_id IS NOT NULL
 GROUP BY d.account_id
 """
 
+WORK_MEM = "64MB"
+"""Per sort or hash of our reads, for this session only; the database is left as it is."""
+
 CHANGES_SINCE = """
 SELECT table_name, org_unit_id::text AS org_unit_id, event_id
 FROM kenbun_analytics_changes WHERE xid >= $1::text::xid8
@@ -189,6 +192,9 @@ class Source:
         with connection.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
             cursor.execute(f"SET application_name = '{self._application_name}'")
+            # The snapshot reads sort and hash a whole org unit's aliases and deals;
+            # PostgreSQL's default 4MB spills them to disk.
+            cursor.execute(f"SET work_mem = '{WORK_MEM}'")
         return connection
 
     @contextlib.contextmanager
