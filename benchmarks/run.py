@@ -329,6 +329,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         assert refresher.refresh(wait=True), refresher.status.errors
         timings["snapshot: full load, all org units"] = summary([time.perf_counter() - started])
+        say("full snapshot load, events read on 2 connections")
+        side_by_side = Refresher(source, SnapshotStore(), full_refresh_seconds=10**9, load_parts=2)
+        started = time.perf_counter()
+        assert side_by_side.refresh(wait=True), side_by_side.status.errors
+        timings["snapshot: full load, events read on 2 connections"] = summary(
+            [time.perf_counter() - started]
+        )
+        side_by_side.close()
+        del side_by_side
         snapshot = store.get(unit)
         layout = snapshot.layout
         counted = layout.events.height

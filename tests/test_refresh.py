@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -11,7 +12,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from kenbun_analytics.api import campaigns_body
-from kenbun_analytics.scheduler import Refresher
+from kenbun_analytics.scheduler import READER_NICENESS, Refresher
 from kenbun_analytics.source import Source
 from kenbun_analytics.store import SnapshotStore
 from tests.conftest import refresh
@@ -308,3 +309,16 @@ def test_an_unexpected_error_is_logged_in_one_line_and_later_ticks_run(
     assert refresher.refresh(wait=True) is True
     assert store.get(unit).layout.events.height == 1
     source.close()
+
+
+def test_reader_threads_decode_at_a_lower_priority(database_url: str) -> None:
+    """The threads that read and decode snapshots yield the CPU to requests."""
+    refresher = Refresher(Source(database_url), SnapshotStore(), full_refresh_seconds=60)
+    try:
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        theirs = refresher._readers.submit(
+            lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        ).result()
+        assert theirs == min(19, ours + READER_NICENESS)
+    finally:
+        refresher.close()

@@ -36,10 +36,11 @@ class Settings:
     """``KENBUN_REFRESH_TIMEOUT_SECONDS``: a refresh statement running longer is
     cancelled by PostgreSQL and the refresh is retried on the next tick."""
 
-    load_connections: int = 2
+    load_connections: int = 1
     """``KENBUN_LOAD_CONNECTIONS``: connections a full load reads an org unit's
     events on, side by side (each reads every n-th event id); one more reads its
-    per-lead facts meanwhile. Raise it when PostgreSQL has cores to spare."""
+    per-lead facts meanwhile. Raise it when PostgreSQL runs on cores of its own:
+    on cores shared with the service, parallel reads slow the queries down."""
 
     auth_cache_seconds: float = 2.0
     """``KENBUN_AUTH_CACHE_SECONDS``: how long a credential lookup is reused.
