@@ -83,13 +83,15 @@ def day_split(occurred_at: pl.Series, days: pl.Series, lo: int, hi: int) -> DayS
     """Split rows [lo, hi) of the time-sorted events at UTC midnights.
 
     ``days`` is the sorted day column of the day totals. A day is whole when
-    the window holds every event of it: it starts at or after the first row's
-    time and ends at or before the time of the first row past the window.
+    the window holds every event of it: it starts after the time of the last
+    row before the window (any time, for the first row) and ends at or before
+    the time of the first row past it.
     """
     micros = occurred_at.to_physical()
     if lo >= hi:
         return DaySplit(raw=(), whole=(lo, lo), days=(0, 0))
-    first_day = -(-int(micros[lo]) // DAY)  # the first midnight at or after row lo
+    # The first midnight after the row before lo: no event lies between the two.
+    first_day = -(-(int(micros[lo - 1]) + 1) // DAY) if lo > 0 else int(micros[0]) // DAY
     end_day = int(micros[hi]) // DAY if hi < micros.len() else int(micros[hi - 1]) // DAY + 1
     if first_day >= end_day:
         return DaySplit(raw=((lo, hi),), whole=(lo, lo), days=(0, 0))
