@@ -321,7 +321,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "checks": {},
         }
         timings = result["timings"]
-        source = Source(url, statement_timeout_seconds=3600)
+        source = Source(
+            url, statement_timeout_seconds=3600, connections=3
+        )  # up to 2 event parts + facts
         store = SnapshotStore()
         refresher = Refresher(source, store, full_refresh_seconds=10**9)
 

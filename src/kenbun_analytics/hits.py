@@ -25,8 +25,8 @@ from kenbun_analytics.params import group_by_column, parse_window
 
 PATH = "/analytics/campaigns"
 _PARAMETERS = frozenset({"group_by", "start_date", "end_date"})
-_PLAIN = re.compile(r"[A-Za-z0-9_.:%-]*")
-"""Characters whose decoding no parser disagrees on (``%`` only for ``%3A``)."""
+_PLAIN = re.compile(r"(?:[A-Za-z0-9_.:-]|%3A)+")
+"""A non-empty value whose decoding no parser disagrees on (``%`` only in ``%3A``)."""
 _HEADERS = frozenset({b"authorization", b"x-org-unit-id", b"accept-encoding", b"if-none-match"})
 
 
@@ -43,7 +43,7 @@ def _parameters(query_string: bytes) -> dict[str, str] | None:
         name, equals, value = pair.partition("=")
         if not equals or name not in _PARAMETERS or name in parameters:
             return None
-        if not value or not _PLAIN.fullmatch(value) or "%" in value.replace("%3A", ""):
+        if not _PLAIN.fullmatch(value):
             return None
         parameters[name] = unquote(value)
     return parameters

@@ -169,7 +169,7 @@ class Source:
         *,
         statement_timeout_seconds: float = 120.0,
         application_name: str = "kenbun-analytics",
-        connections: int = 3,
+        connections: int = 2,
     ) -> None:
         self._url = _with_connect_timeout(url, 10)
         self._statement_timeout_ms = int(statement_timeout_seconds * 1000)
