@@ -392,9 +392,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # Incremental refresh after 10,000 changed events.
         say("incremental refresh")
+        # The same 10,000 events each run, their utm_medium flipped between two values
+        # that no seeded event has, so that every run really changes them.
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(
-                'UPDATE events SET metadata = metadata || \'{"utm_medium": "bench-changed"}\' '
+                "UPDATE events SET metadata = metadata || jsonb_build_object('utm_medium', "
+                "CASE WHEN metadata ->> 'utm_medium' = 'bench-changed' "
+                "THEN 'bench-changed-again' ELSE 'bench-changed' END) "
                 "WHERE id IN (SELECT id FROM events WHERE org_unit_id = %s ORDER BY id LIMIT 10000)",
                 (unit,),
             )

@@ -14,16 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kenbun_analytics import layout as layout_module
+from kenbun_analytics.incremental import patch as patch_layout
+from kenbun_analytics.incremental import update
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
     LEAD_FACTS,
     RAW_EVENTS,
     Dictionaries,
     Layout,
+    base_of,
     build,
+    derive,
     encode,
     encode_events,
-    update,
     uuid_key,
     uuid_text,
 )
@@ -275,6 +278,69 @@ def test_an_incremental_update_answers_like_a_full_build(
                 for built in (updated, fresh)
             ]
             assert leads[0] == leads[1]
+
+
+def in_place_changes(before: dict[int, Event]) -> st.SearchStrategy[dict[int, Event | None]]:
+    """Changes that move no row: deletes, edits that keep an event's time, and
+    events (new, or moved) at or after the last time of ``before``."""
+    last = max((day(at) for *_, at, _ in before.values()), default=T0) - T0
+    later = st.integers(0, 2 * 86_400_000_000).map(
+        lambda micros: last + timedelta(microseconds=micros)
+    )
+
+    def at(moments: st.SearchStrategy[timedelta]) -> st.SearchStrategy[Event]:
+        return st.tuples(EVENTS, moments).map(lambda pair: (*pair[0][:3], pair[1], pair[0][4]))
+
+    edits = {i: st.none() | at(st.just(when)) | at(later) for i, (*_, when, _) in before.items()}
+    fresh = st.dictionaries(
+        st.integers(41, 60),
+        at(later),
+        max_size=6,
+    )
+    return st.fixed_dictionaries({}, optional=edits).flatmap(
+        lambda changes: fresh.map(lambda added: {**changes, **added})
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), before=st.dictionaries(st.integers(0, 40), EVENTS, min_size=1, max_size=25))
+def test_a_patched_layout_is_the_layout_of_its_own_events(
+    data: st.DataObject, before: dict[int, Event]
+) -> None:
+    """An update that moves no row is patched, not rebuilt: its pair indices,
+    value indexes and day totals are exactly those derived afresh from its events
+    (tombstones included), and it answers like a full build of the final events."""
+    changes = data.draw(in_place_changes(before))
+    final = {i: event for i, event in {**before, **changes}.items() if event is not None}
+    start = data.draw(st.none() | MOMENTS)
+    old = built_from(raw_events(before))
+    patched = patch_layout(
+        old,
+        pl.Series("event_id", sorted(changes), dtype=pl.Int64),
+        raw_events({i: event for i, event in final.items() if i in changes}),
+    )
+    assert patched is not None
+    derived = derive(base_of(patched), patched.dictionaries, patched.leads, patched.accounts)
+    assert patched.events.equals(derived.events)
+    for key in ("campaign", "source", "medium"):
+        assert patched.indexes[key].rows.equals(derived.indexes[key].rows)
+        assert patched.indexes[key].offsets.equals(derived.indexes[key].offsets)
+        assert patched.days[key].equals(derived.days[key])
+        assert patched.codes[key] == derived.codes[key]
+    fresh = built_from(raw_events(final))
+    for key in ("campaign", "source"):
+        for since in (None, start):
+            assert aggregate(patched, key, since) == aggregate(fresh, key, since)
+
+
+def test_an_update_that_moves_a_row_is_derived_afresh() -> None:
+    """An event moved earlier, or arriving before the last one, shifts rows: no patch."""
+    old = built_from(raw_events({1: ("a", "s", "L1", 0, 1), 2: ("a", "s", "L2", 2, 1)}))
+    ids = pl.Series("event_id", [2], dtype=pl.Int64)
+    assert patch_layout(old, ids, raw_events({2: ("a", "s", "L2", 1, 1)})) is None
+    moved = update(old, ids, raw_events({2: ("a", "s", "L2", 1, 1)}))
+    assert moved.events.get_column("event_id").to_list() == [1, 2]
+    assert patch_layout(old, ids, raw_events({2: ("b", "s", "L2", 2, 1)})) is not None
 
 
 @settings(max_examples=50, deadline=None)

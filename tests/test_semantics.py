@@ -181,6 +181,37 @@ def test_other_org_units_are_invisible(
     }
 
 
+def test_a_lead_of_another_org_unit_counts_with_its_own_facts(
+    world: World, unit: str, headers: dict[str, str], client: Client
+) -> None:
+    """Events join leads by id alone: a lead of another org unit brings its level
+    (MQL), its account's deals of this org unit, and its drilldown fields, after a
+    full load and after an event first names it in an incremental refresh."""
+    other = world.org_unit("Other")
+    account = world.account(other, name="Elsewhere Inc")
+    world.deal(unit, account, amount="250.00", stage="closed_won")
+    world.deal(other, account, amount="999.00")
+    lead = world.lead(other, account=account, level="Hot", metadata={"title": "CTO"})
+    named = world.event(unit, campaign="named")
+    refresh(client)
+    world.event(unit, lead=lead, campaign="seen")
+    world.sql("UPDATE events SET lead_id = %s WHERE id = %s", (lead, named))
+    refresh(client)
+    assert client.app.state.refresher.status.last_kind == "incremental"
+    for kind in ("incremental", "full"):
+        if kind == "full":
+            client.app.state.refresher.request_full()
+            refresh(client)
+        assert client.app.state.refresher.status.last_kind == kind
+        for name in ("seen", "named"):
+            row = rows_by_name(client, headers)[name]
+            assert (row["unique_leads"], row["mql_count"], row["deals_count"]) == (1, 1, 1)
+            assert (row["pipeline_value"], row["closed_won_value"]) == (250, 250)
+            [found] = leads(client, headers, name)
+            assert (found["lead_id"], found["title"], found["level"]) == (lead, "CTO", "Hot")
+            assert (found["account_name"], found["deal_amount"]) == ("Elsewhere Inc", 999)
+
+
 # -------------------------------------------------------------- window --
 
 

@@ -26,6 +26,8 @@ MONEY = pl.Decimal(38, 2)
 KEYS = ("campaign", "source", "medium")
 CODE = pl.UInt32()
 ROW = pl.Int32()
+PAIRS = tuple((key, other) for key in KEYS for other in ("lead", "account"))
+"""The (UTM key, lead or account) pairs that get a previous-event column each."""
 DAY = 86_400_000_000
 """Microseconds in a UTC day; day numbers count them from the epoch."""
 
@@ -118,19 +120,32 @@ def uuid_text(keys: pl.Series) -> pl.Series:
 
 
 def encode(values: pl.Series, names: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """The codes of ``values`` in ``names``, appending values not seen yet."""
+    """The codes of ``values`` in ``names``, appending values not seen yet.
+
+    Only the dictionary entries among ``values`` are looked up, so encoding a
+    few values against a large dictionary costs in proportion to the few.
+    """
     distinct = values.drop_nulls().unique()
-    unseen = distinct.filter(~distinct.is_in(names.implode()))
-    names = pl.concat([names, unseen.sort()]).rename(names.name)
+    known = names.is_in(distinct.implode()).arg_true().cast(CODE)
+    found = names.gather(known)
+    unseen = distinct.filter(~distinct.is_in(found.implode())).sort()
     mapping = pl.DataFrame(
-        {"text": names, "code": pl.int_range(names.len(), dtype=CODE, eager=True)}
+        {
+            "text": pl.concat([found, unseen]),
+            "code": pl.concat(
+                [
+                    known,
+                    pl.int_range(names.len(), names.len() + unseen.len(), dtype=CODE, eager=True),
+                ]
+            ),
+        }
     )
     codes = (
         pl.DataFrame({"text": values})
         .join(mapping, on="text", how="left", maintain_order="left")
         .get_column("code")
     )
-    return codes, names
+    return codes, pl.concat([names, unseen]).rename(names.name)
 
 
 def encode_events(
@@ -161,9 +176,12 @@ def merge_events(base: pl.DataFrame, changed_ids: pl.Series, current: pl.DataFra
 
     Both sides are sorted by time already, so this is one merge pass; events at
     the same instant may then sit in another order than a full load gives them,
-    which no answer depends on.
+    which no answer depends on. Tombstones (rows without an event id, left by
+    :func:`kenbun_analytics.incremental.patch`) are dropped here.
     """
-    kept = base.filter(~pl.col("event_id").is_in(changed_ids.implode()))
+    kept = base.filter(
+        pl.col("event_id").is_not_null() & ~pl.col("event_id").is_in(changed_ids.implode())
+    )
     return kept.set_sorted("occurred_at").merge_sorted(
         current.sort("occurred_at", "event_id").set_sorted("occurred_at"), key="occurred_at"
     )
@@ -181,17 +199,22 @@ def align_leads(
     aligned = pl.DataFrame(
         {"lead": pl.int_range(lead_keys.len(), dtype=CODE, eager=True), "lead_key": lead_keys}
     ).join(lead_facts, on="lead_key", how="left", maintain_order="left")
-    unknown = aligned.get_column("lead_id").is_null().arg_true()
-    if unknown.len():
-        lead_ids = aligned.get_column("lead_id").clone()
-        lead_ids.scatter(unknown, uuid_text(lead_keys.gather(unknown)))
-        aligned = aligned.with_columns(lead_ids)
-    return aligned, Dictionaries(
+    return _with_lead_ids(aligned), Dictionaries(
         campaign=dictionaries.campaign,
         source=dictionaries.source,
         medium=dictionaries.medium,
         lead_key=lead_keys,
     )
+
+
+def _with_lead_ids(leads: pl.DataFrame) -> pl.DataFrame:
+    """``leads`` with the lead_id of those without facts spelled from their key."""
+    unknown = leads.get_column("lead_id").is_null().arg_true()
+    if not unknown.len():
+        return leads
+    lead_ids = leads.get_column("lead_id").clone()
+    lead_ids.scatter(unknown, uuid_text(leads.get_column("lead_key").gather(unknown)))
+    return leads.with_columns(lead_ids)
 
 
 def align_accounts(
@@ -296,16 +319,18 @@ def value_index(codes: pl.Series, names: int) -> ValueIndex:
 
 def derive_events(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
     """The query frame: base events plus each lead's MQL flag and account, and the pair indices."""
-    facts = leads.select("is_mql", "account")
-    events = base.with_columns(
-        pl.lit(facts.get_column("is_mql"))
+    events = with_lead_facts(base, leads)
+    return events.with_columns(_previous_of_pair(events, key, other) for key, other in PAIRS)
+
+
+def with_lead_facts(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
+    """``base`` plus the MQL flag and account code of each event's lead."""
+    return base.with_columns(
+        pl.lit(leads.get_column("is_mql"))
         .gather(pl.col("lead"))
         .fill_null(value=False)
         .alias("is_mql"),
-        pl.lit(facts.get_column("account")).gather(pl.col("lead")).alias("account"),
-    )
-    return events.with_columns(
-        _previous_of_pair(events, key, other) for key in KEYS for other in ("lead", "account")
+        pl.lit(leads.get_column("account")).gather(pl.col("lead")).alias("account"),
     )
 
 
@@ -357,6 +382,11 @@ def day_totals(events: pl.DataFrame, accounts: pl.DataFrame, key: str) -> pl.Dat
     )
 
 
+def code_of(names: pl.Series) -> dict[str, int]:
+    """A dictionary as a mapping of value to code."""
+    return {name: code for code, name in enumerate(names.to_list())}
+
+
 def names_frame(names: pl.Series) -> pl.DataFrame:
     """A dictionary as a frame of (code, name)."""
     return pl.DataFrame({"code": pl.int_range(names.len(), dtype=CODE, eager=True), "name": names})
@@ -391,42 +421,37 @@ def build(
     """Everything derived from base events, per-lead facts and per-account deal totals."""
     leads, dictionaries = align_leads(lead_facts, dictionaries)
     leads, accounts = align_accounts(leads, account_deals)
-    return _derive(base, dictionaries, leads, accounts)
+    return derive(base, dictionaries, leads, accounts)
 
 
-def update(
-    layout: Layout,
-    changed_ids: pl.Series,
-    arrived: pl.DataFrame,
-    facts: tuple[pl.DataFrame, pl.DataFrame] | None = None,
-) -> Layout:
-    """``layout`` after the events ``changed_ids`` changed; ``arrived`` (raw events,
-    sorted by time) are the current versions of those still counting here.
-
-    With new ``facts`` (per-lead facts, per-account deal totals) everything is
-    derived again; without, the lead and account frames are kept, with empty
-    rows for the leads first seen in ``arrived``.
-    """
-    base, dictionaries = base_of(layout), layout.dictionaries
-    if changed_ids.len():
-        current, dictionaries = encode_events(arrived, dictionaries)
-        base = merge_events(base, changed_ids, current)
-    if facts is not None:
-        return build(base, dictionaries, *facts)
-    known = layout.leads.height
+def with_new_leads(
+    leads: pl.DataFrame,
+    accounts: pl.DataFrame,
+    dictionaries: Dictionaries,
+    facts: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """``leads`` plus a row for each lead code added since: its facts when
+    ``facts`` (LEAD_FACTS) has them, else its lead_id alone."""
+    known = leads.height
+    if dictionaries.lead_key.len() == known:
+        return leads
     new_keys = dictionaries.lead_key.slice(known)
     new_leads = pl.DataFrame(
         {
             "lead": pl.int_range(known, dictionaries.lead_key.len(), dtype=CODE, eager=True),
             "lead_key": new_keys,
-            "lead_id": uuid_text(new_keys).alias("lead_id"),
         }
+    ).join(
+        pl.DataFrame(schema=LEAD_FACTS) if facts is None else facts,
+        on="lead_key",
+        how="left",
+        maintain_order="left",
     )
-    leads = pl.concat([layout.leads, new_leads], how="diagonal")
-    return _derive(base, dictionaries, leads, layout.accounts)
+    new_leads, _ = align_accounts(_with_lead_ids(new_leads), accounts.drop("account"))
+    return pl.concat([leads, new_leads], how="diagonal")
 
 
-def _derive(
+def derive(
     base: pl.DataFrame, dictionaries: Dictionaries, leads: pl.DataFrame, accounts: pl.DataFrame
 ) -> Layout:
     events = derive_events(base, leads)
@@ -439,10 +464,7 @@ def _derive(
             key: value_index(events.get_column(key), dictionaries.of(key).len()) for key in KEYS
         },
         days={key: day_totals(events, accounts, key) for key in KEYS},
-        codes={
-            key: {name: code for code, name in enumerate(dictionaries.of(key).to_list())}
-            for key in KEYS
-        },
+        codes={key: code_of(dictionaries.of(key)) for key in KEYS},
     )
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from kenbun_analytics.errors import SourceError
+from kenbun_analytics.incremental import update
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
     LEAD_FACTS,
@@ -33,8 +34,8 @@ from kenbun_analytics.layout import (
     Layout,
     build,
     encode_events,
-    update,
     uuid_key,
+    uuid_text,
 )
 from kenbun_analytics.source import Changes, Source
 from kenbun_analytics.store import Snapshot, SnapshotStore, next_version
@@ -62,15 +63,38 @@ def raw_events_frame(table: pa.Table | None, *, with_org_unit: bool = False) -> 
     return arrow_frame(table, schema).sort("occurred_at", "event_id")
 
 
-def full_layout(events: pa.Table, leads: pa.Table, account_deals: pa.Table) -> Layout:
-    """The layout of an org unit from scratch."""
+LeadsById = Callable[[list[str]], pa.Table]
+"""Reads the facts of leads by id (:meth:`Source.leads_by_id`)."""
+
+
+def full_layout(
+    events: pa.Table,
+    leads: pa.Table,
+    account_deals: pa.Table,
+    leads_by_id: LeadsById | None = None,
+) -> Layout:
+    """The layout of an org unit from scratch; with ``leads_by_id``, the leads of
+    other org units that its events name get their facts too."""
     base, dictionaries = encode_events(raw_events_frame(events), Dictionaries.empty())
-    return build(
-        base,
-        dictionaries,
-        arrow_frame(leads, LEAD_FACTS),
-        arrow_frame(account_deals, ACCOUNT_DEALS),
-    )
+    lead_facts = arrow_frame(leads, LEAD_FACTS)
+    if leads_by_id is not None:
+        lead_facts = pl.concat(
+            [lead_facts, missing_leads(dictionaries.lead_key, lead_facts, leads_by_id)]
+        )
+    return build(base, dictionaries, lead_facts, arrow_frame(account_deals, ACCOUNT_DEALS))
+
+
+def missing_leads(keys: pl.Series, known: pl.DataFrame, leads_by_id: LeadsById) -> pl.DataFrame:
+    """The facts of the leads among ``keys`` that ``known`` (LEAD_FACTS) lacks:
+    leads of another org unit, read by id (none read when none is missing)."""
+    missing = keys.drop_nulls().unique()
+    # Probing the known keys with the (usually few) missing ones hashes only those.
+    known_keys = known.get_column("lead_key")
+    found = known_keys.filter(known_keys.is_in(missing.implode()))
+    missing = missing.filter(~missing.is_in(found.implode()))
+    if not missing.len():
+        return known.clear()
+    return arrow_frame(leads_by_id(uuid_text(missing).to_list()), LEAD_FACTS)
 
 
 READER_NICENESS = 10
@@ -239,7 +263,7 @@ class Refresher:
         for unit in units:
             started = self._clock()
             try:
-                layout = full_layout(*self._read_unit(unit))
+                layout = full_layout(*self._read_unit(unit), self._source.leads_by_id)
             except SourceError as error:
                 failed = True
                 self._failed(unit, str(error))
@@ -286,30 +310,46 @@ class Refresher:
         )
         for unit in sorted(partial):
             started = self._clock()
+            layout = self._store.get(unit).layout
+            arrived = self._events_of_unit(current, unit)
             try:
-                facts = (
-                    (
-                        arrow_frame(self._source.leads_of(unit), LEAD_FACTS),
-                        arrow_frame(self._source.account_deals_of(unit), ACCOUNT_DEALS),
-                    )
-                    if unit in changes.dimension_units
-                    else None
-                )
+                facts, new_leads = self._facts_of(unit, layout, arrived, changes)
             except SourceError as error:
                 failed = True
                 self._failed(unit, str(error))
                 logger.warning("refresh of org unit %s failed: %s", unit, error)
                 continue
             layout = update(
-                self._store.get(unit).layout,
+                layout,
                 changed_ids if unit in changes.event_units else changed_ids.clear(),
-                self._events_of_unit(current, unit),
+                arrived,
                 facts,
+                new_leads,
             )
             self._store.put(Snapshot(unit, taken_at, next_version(), layout))
             self.status.errors.pop(unit, None)
             self.status.unit_seconds[unit] = self._clock() - started
         return failed
+
+    def _facts_of(
+        self, unit: str, layout: Layout, arrived: pl.DataFrame, changes: Changes
+    ) -> tuple[tuple[pl.DataFrame, pl.DataFrame] | None, pl.DataFrame | None]:
+        """For :func:`update`: the org unit's facts again when its leads, aliases,
+        accounts or deals changed; else only those of leads its events name for
+        the first time (of other org units: its own were all read already)."""
+        keys = arrived.get_column("lead_key")
+        if unit not in changes.dimension_units:
+            known = layout.leads.select(LEAD_FACTS.names())
+            return None, missing_leads(keys, known, self._source.leads_by_id)
+        lead_facts = arrow_frame(self._source.leads_of(unit), LEAD_FACTS)
+        keys = pl.concat([layout.dictionaries.lead_key, keys])
+        lead_facts = pl.concat(
+            [lead_facts, missing_leads(keys, lead_facts, self._source.leads_by_id)]
+        )
+        return (
+            lead_facts,
+            arrow_frame(self._source.account_deals_of(unit), ACCOUNT_DEALS),
+        ), None
 
     @staticmethod
     def _events_of_unit(current: pl.DataFrame, unit: str) -> pl.DataFrame:

@@ -16,6 +16,7 @@ import contextlib
 import re
 import threading
 import urllib.parse
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -59,9 +60,9 @@ WHERE NOT (e.normalized AND NOT e.normalized_parent)
 EVENTS_OF_ORG_UNIT = _EVENTS + "  AND e.org_unit_id = $1::uuid AND e.id % $2::bigint = $3::bigint"
 EVENTS_BY_ID = _EVENTS + "  AND e.id = ANY($1::bigint[])"
 
-LEADS_OF_ORG_UNIT = """
+_LEADS = """
 WITH unit_leads AS (
-    SELECT * FROM leads WHERE org_unit_id = $1::uuid
+    SELECT * FROM leads WHERE {which}
 ), preferred AS (
     SELECT DISTINCT ON (a.lead_id, a.kind) a.lead_id, a.kind, a.value
     FROM lead_aliases a JOIN unit_leads l ON l.id = a.lead_id
@@ -103,6 +104,10 @@ LEFT JOIN aliases a ON a.lead_id = l.id
 LEFT JOIN accounts acc ON acc.id = l.account_id
 LEFT JOIN latest_deal ld ON ld.account_id = l.account_id
 """
+LEADS_OF_ORG_UNIT = _LEADS.replace("{which}", "org_unit_id = $1::uuid")
+# Leads of other org units that an org unit's events name: they count there with
+# their own facts (the semantics join events to leads by id alone).
+LEADS_BY_ID = _LEADS.replace("{which}", "id = ANY($1::text::uuid[])")
 
 # One row per account with deals: a deal belongs to one account, so the distinct
 # deals reachable from a set of accounts are exactly the sum of these per-account rows.
@@ -334,6 +339,11 @@ class Source:
 
     def leads_of(self, org_unit_id: str) -> pa.Table:
         return self.query("load leads", LEADS_OF_ORG_UNIT, (org_unit_id,))
+
+    def leads_by_id(self, lead_ids: Sequence[str]) -> pa.Table:
+        """The facts of the leads ``lead_ids`` (uuid texts), whatever their org unit."""
+        literal = "{" + ",".join(str(uuid.UUID(i)) for i in lead_ids) + "}"
+        return self.query("load leads", LEADS_BY_ID, (literal,))
 
     def account_deals_of(self, org_unit_id: str) -> pa.Table:
         return self.query("load deals", ACCOUNT_DEALS_OF_ORG_UNIT, (org_unit_id,))
