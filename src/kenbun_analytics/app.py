@@ -20,7 +20,7 @@ from kenbun_analytics.api import EXCEPTION_HANDLERS, ROUTES, Services
 from kenbun_analytics.auth import Authenticator
 from kenbun_analytics.cache import ResultCache
 from kenbun_analytics.errors import SettingsError
-from kenbun_analytics.guard import guard
+from kenbun_analytics.guard import MAX_BODY_BYTES, guard
 from kenbun_analytics.hits import serve_cached_hits
 from kenbun_analytics.observability import Metrics, observe
 from kenbun_analytics.ratelimit import RateLimiter
@@ -31,7 +31,7 @@ from kenbun_analytics.store import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
-MAX_REQUEST_BODY_BYTES = 16 * 1024
+MAX_REQUEST_BODY_BYTES = MAX_BODY_BYTES
 STATIC = resources.files("kenbun_analytics") / "static"
 
 

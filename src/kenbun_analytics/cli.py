@@ -277,6 +277,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from kenbun_analytics.app import create_app
+    from kenbun_analytics.guard import MAX_HEAD_BYTES
 
     _GracefulServer = _graceful_server_class()  # noqa: N806 - a class
 
@@ -290,6 +291,7 @@ def serve(settings: Settings) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=30,
         lifespan="on",
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
     _GracefulServer(config).run()
 

@@ -15,7 +15,16 @@ MAX_PATH_BYTES = 8 * 1024
 MAX_QUERY_BYTES = 4 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 100
+MAX_BODY_BYTES = 16 * 1024
+DRAIN_BYTES = 1024 * 1024
+"""How much of a rejected request's body is read (and dropped) before answering."""
 SINGLE_HEADERS = (b"authorization", b"x-org-unit-id")
+MAX_HEAD_BYTES = 128 * 1024
+"""How much of a request head the HTTP server reads (uvicorn's
+``h11_max_incomplete_event_size``): well above the limits here, so that an
+oversized head is read whole and answered by :func:`guard`. A server that gives
+up mid-head closes with unread bytes, which resets the connection and can lose
+its answer on the way."""
 
 
 def _rejection(scope: dict[str, Any]) -> tuple[int, str] | None:
@@ -26,7 +35,10 @@ def _rejection(scope: dict[str, Any]) -> tuple[int, str] | None:
             f"the query string is longer than {MAX_QUERY_BYTES} bytes: "
             "send only group_by, start_date and end_date"
         )
-    headers = scope.get("headers", [])
+    return _header_rejection(scope.get("headers", []))
+
+
+def _header_rejection(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
     if len(headers) > MAX_HEADERS:
         return 431, f"more than {MAX_HEADERS} request headers"
     if sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEADER_BYTES:
@@ -34,7 +46,25 @@ def _rejection(scope: dict[str, Any]) -> tuple[int, str] | None:
     for single in SINGLE_HEADERS:
         if sum(1 for name, _ in headers if name == single) > 1:
             return 400, f"send the {single.decode()} header once"
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            return 413, f"the request body is larger than {MAX_BODY_BYTES} bytes"
     return None
+
+
+async def _drain(receive: Any) -> None:
+    """Read what the client sent of a rejected request's body (up to
+    :data:`DRAIN_BYTES`): the server then closes a connection with nothing
+    unread, which a client sees as a clean end rather than a reset that can
+    lose the answer."""
+    drained = 0
+    while drained <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
 
 
 def guard(app: Any) -> Any:
@@ -45,6 +75,7 @@ def guard(app: Any) -> Any:
             await app(scope, receive, send)
             return
         status, detail = rejection
+        await _drain(receive)
         body = json_encoder.encode(ErrorBody(status=status, detail=detail))
         await send(
             {
