@@ -40,6 +40,7 @@ from kenbun_analytics.layout import (
     base_of,
     build,
     code_of,
+    day_number,
     day_totals,
     derive,
     encode_events,
@@ -109,14 +110,19 @@ def patch(
     if height == 0:
         return None
     changed = events.get_column("event_id").is_in(changed_ids.implode()).arg_true()
+    old = events.select("event_id", "occurred_at").gather(changed).with_columns(row=changed)
+    rows = (
+        arrived.select("event_id", "occurred_at")
+        .join(old, on=["event_id", "occurred_at"], how="left", maintain_order="left")
+        .get_column("row")
+    )
+    later = arrived.get_column("occurred_at").filter(rows.is_null())
+    if later.len() and later.min() < events["occurred_at"][-1]:
+        return None  # decided before encoding anything: update() derives afresh
     current, dictionaries = encode_events(arrived, layout.dictionaries)
     leads = with_new_leads(layout.leads, layout.accounts, dictionaries, new_leads)
-    current = with_lead_facts(current, leads)
-    old = events.select("event_id", "occurred_at").gather(changed).with_columns(row=changed)
-    placed = current.join(old, on=["event_id", "occurred_at"], how="left", maintain_order="left")
+    placed = with_lead_facts(current, leads).with_columns(rows)
     appended = placed.filter(pl.col("row").is_null()).drop("row")
-    if appended.height and appended.get_column("occurred_at").min() < events["occurred_at"][-1]:
-        return None
     # Each changed row in row order: its current version, or a tombstone.
     replaced = (
         old.select("row")
@@ -194,15 +200,14 @@ def _patched_pairs(
     columns: dict[str, pl.Series] = {}
     flipped: dict[str, list[pl.Series]] = {key: [] for key in KEYS}
 
-    def differs(name: str) -> pl.Series:
-        return (
-            events.get_column(name)
-            .gather(changed)
-            .ne_missing(patched.get_column(name).gather(changed))
-        )
-
+    differs = {
+        name: events.get_column(name)
+        .gather(changed)
+        .ne_missing(patched.get_column(name).gather(changed))
+        for name in (*KEYS, "lead", "account")
+    }
     for other in ("lead", "account"):
-        regrouped = {key: differs(key) | differs(other) for key in KEYS}
+        regrouped = {key: differs[key] | differs[other] for key in KEYS}
         moving = [key for key in KEYS if patched.height > height or regrouped[key].any()]
         if not moving:
             continue
@@ -332,15 +337,11 @@ def _segment_search(
         high = np.where(open_ & ~below, middle, high)
 
 
-def _day(column: str = "occurred_at") -> pl.Expr:
-    return (pl.col(column).to_physical() // DAY).cast(pl.Int32).alias("day")
-
-
 def _left_cells(events: pl.DataFrame, left: pl.DataFrame, key: str) -> pl.DataFrame:
     """The (day, code) cells that some event left."""
     return (
         left.with_columns(pl.lit(events.get_column("occurred_at")).gather(pl.col("row")))
-        .select(_day(), pl.col("code").alias(key))
+        .select(day_number(), pl.col("code").alias(key))
         .unique()
     )
 

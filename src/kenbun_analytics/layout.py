@@ -347,6 +347,11 @@ def deal_sums(pairs: pl.LazyFrame, accounts: pl.LazyFrame, by: list[str]) -> pl.
     )
 
 
+def day_number() -> pl.Expr:
+    """The UTC day of ``occurred_at``, counted from the epoch, as column ``day``."""
+    return (pl.col("occurred_at").to_physical() // DAY).cast(pl.Int32).alias("day")
+
+
 def day_totals(events: pl.DataFrame, accounts: pl.DataFrame, key: str) -> pl.DataFrame:
     """One row per (UTC day, value of ``key``), sorted by day then code.
 
@@ -354,7 +359,7 @@ def day_totals(events: pl.DataFrame, accounts: pl.DataFrame, key: str) -> pl.Dat
     ever of each (value, lead) and (value, account) pair, so they add up over
     any run of whole days that starts at the first event.
     """
-    day = (pl.col("occurred_at").to_physical() // DAY).cast(pl.Int32).alias("day")
+    day = day_number()
     new_lead = (pl.col(f"{key}_prev_lead") == -1) & pl.col("lead").is_not_null()
     new_account = (pl.col(f"{key}_prev_account") == -1) & pl.col("account").is_not_null()
     keyed = events.lazy().filter(pl.col(key).is_not_null())
