@@ -49,7 +49,7 @@ from kenbun_analytics import admin
 from kenbun_analytics.api import campaigns_body, leads_body
 from kenbun_analytics.auth import Authenticator
 from kenbun_analytics.embedded import EmbeddedPostgres, free_port
-from kenbun_analytics.layout import ACCOUNT_DEALS, LEAD_FACTS
+from kenbun_analytics.layout import ACCOUNT_DEALS, LEAD_FACTS, read_points
 from kenbun_analytics.params import parse_window
 from kenbun_analytics.scheduler import Refresher, arrow_frame, raw_events_frame
 from kenbun_analytics.seed import org_unit_id, seed_world
@@ -278,7 +278,10 @@ def run_baselines(
     raw_events = source.events_of(unit)
     raw_leads = source.leads_of(unit)
     raw_accounts = source.account_deals_of(unit)
-    duck = baselines.DuckDB(raw_events, raw_leads, raw_accounts)
+    # The snapshot's events with the points read as ours are (the load reads score_delta as text).
+    points = read_points(pl.Series(raw_events.column("score_delta"))).to_arrow()
+    duck_events = raw_events.drop_columns(["score_delta"]).append_column("points", points)
+    duck = baselines.DuckDB(duck_events, raw_leads, raw_accounts)
     events_frame = raw_events_frame(raw_events)
     leads_frame = arrow_frame(raw_leads, LEAD_FACTS)
     accounts_frame = arrow_frame(raw_accounts, ACCOUNT_DEALS)

@@ -10,11 +10,14 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import polars as pl
+import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 from psycopg.types.json import Jsonb
 
+from kenbun_analytics.layout import read_points
 from tests.conftest import make_app, refresh
 from tests.world import World, from_json, normalized
 
@@ -374,3 +377,54 @@ def test_reference_helpers_agree_with_their_own_inputs(world: World) -> None:
         "x": Decimal("10.5"),
         "y": str(uuid.UUID(int=1)),
     }
+
+
+JSON_SCORES = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.integers(0, 9).flatmap(
+        lambda places: st.decimals(-(10**11), 10**11, places=places).map(str)
+    ),
+    st.floats(allow_nan=False, allow_infinity=False).map(json.dumps),
+    st.sampled_from(
+        [
+            *("999999999.5", "-999999999.5", "1000000000.4999", "1000000000.5", "-1000000000.5"),
+            *("1e9", "1.0000000005e9", "-0.5", "0.4999999999999999999", "1e400", "-0", "0e-20"),
+        ]
+    ),
+    st.from_regex(r"-?0*[0-9]{0,12}(\.[0-9]{0,6})?", fullmatch=True).map(json.dumps),
+    st.text(alphabet="0123456789.-+e \n", max_size=14).map(json.dumps),
+    st.sampled_from(["true", "false", "null", "{}", "[1]", '"\\u0663"', '"\\uff15"']),
+)
+"""The JSON text of a score_delta: numbers, numeric-looking strings and other kinds."""
+
+POINTS_REFERENCE = """
+SELECT m ->> 'score_delta' AS score_delta,
+       COALESCE(CASE WHEN abs(raw_points) <= 1000000000 THEN raw_points ELSE 0 END, 0)::bigint
+FROM (
+    SELECT i, m,
+           CASE
+               WHEN jsonb_typeof(m -> 'score_delta') = 'number'
+                   THEN round((m ->> 'score_delta')::numeric)
+               WHEN jsonb_typeof(m -> 'score_delta') = 'string'
+                    AND (m ->> 'score_delta') ~ '^-?[0-9]+(\\.[0-9]+)?$'
+                   THEN round((m ->> 'score_delta')::numeric)
+           END AS raw_points
+    FROM unnest(%s::text[]) WITH ORDINALITY AS given(t, i),
+         LATERAL (SELECT jsonb_build_object('score_delta', t::jsonb) AS m) AS built
+) AS scored
+ORDER BY i
+"""
+
+
+def test_points_are_read_as_postgresql_rounds_them(server_url: str) -> None:
+    """read_points, given ``metadata ->> 'score_delta'``, equals PostgreSQL's numeric reading."""
+    with psycopg.connect(server_url, autocommit=True) as connection:
+
+        @settings(deadline=None, max_examples=300, suppress_health_check=list(HealthCheck))
+        @given(deltas=st.lists(JSON_SCORES, min_size=1, max_size=40))
+        def check(deltas: list[str]) -> None:
+            rows = connection.execute(POINTS_REFERENCE, (deltas,)).fetchall()
+            texts = pl.Series("score_delta", [text for text, _ in rows], dtype=pl.String)
+            assert read_points(texts).to_list() == [points for _, points in rows]
+
+        check()

@@ -86,6 +86,49 @@ BASE_EVENTS = pl.Schema(
 )
 
 
+POINTS_LIMIT = 1_000_000_000
+"""An event's points whose magnitude exceeds this count 0."""
+READABLE_POINTS = r"^-?[0-9]+(\.[0-9]+)?$"
+"""The texts of score_delta that are read as a number (a JSON number's text always is)."""
+
+
+def read_points(score_delta: pl.Series) -> pl.Series:
+    """The points of each event from the text of its ``metadata ->> 'score_delta'``.
+
+    A readable text is rounded half away from zero (``2.5`` is 3, ``-2.5`` is
+    -3); a magnitude over :data:`POINTS_LIMIT`, an unreadable text and NULL
+    give 0. Each distinct text is read once: events repeat a few values.
+    """
+    texts = score_delta.drop_nulls().unique()
+    points = texts.to_frame("text").select(_points_of(pl.col("text"))).to_series()
+    return score_delta.replace_strict(texts, points, default=0, return_dtype=pl.Int64).alias(
+        "points"
+    )
+
+
+def _points_of(text: pl.Expr) -> pl.Expr:
+    parts = text.str.strip_prefix("-").str.split_exact(".", 1)
+    # Leading zeros go, so that the length bounds the magnitude.
+    whole = parts.struct.field("field_0").str.strip_chars_start("0")
+    rounds_up = parts.struct.field("field_1").str.slice(0, 1) >= "5"
+    magnitude = whole.str.to_integer(strict=False).fill_null(0) + rounds_up.fill_null(
+        value=False
+    ).cast(pl.Int64)
+    counts = (
+        text.str.contains(READABLE_POINTS)
+        & (whole.str.len_bytes() <= len(str(POINTS_LIMIT)))
+        & (magnitude <= POINTS_LIMIT)
+    )
+    return (
+        pl.when(~counts)
+        .then(0)
+        .when(text.str.starts_with("-"))
+        .then(-magnitude)
+        .otherwise(magnitude)
+        .alias("points")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Dictionaries:
     """Append-only dictionaries: the code of a value is its position."""
@@ -140,18 +183,40 @@ def encode(values: pl.Series, names: pl.Series) -> tuple[pl.Series, pl.Series]:
             ),
         }
     )
+    if values.dtype == pl.String:
+        # Casting to an enum of exactly these values hashes each row once, several
+        # times faster than a join: the physical enum is a position in ``mapping``.
+        positions = values.cast(pl.Enum(mapping.get_column("text"))).to_physical()
+        codes = mapping.get_column("code").gather(positions)
+    else:
+        codes = _join_codes(values, mapping)
+    return codes.rename(values.name), pl.concat([names, unseen]).rename(names.name)
+
+
+def _join_codes(values: pl.Series, mapping: pl.DataFrame) -> pl.Series:
+    """The ``code`` of each of ``values`` in ``mapping`` (which holds every one of them).
+
+    Nulls are joined as some key of ``mapping`` and put back afterwards: a probe
+    side holding nulls measured almost three times slower to join.
+    """
+    missing = values.is_null()
+    if not missing.any() or mapping.is_empty():
+        filled = values
+    else:
+        filled = values.fill_null(mapping.get_column("text")[0])
     codes = (
-        pl.DataFrame({"text": values})
+        pl.DataFrame({"text": filled})
         .join(mapping, on="text", how="left", maintain_order="left")
         .get_column("code")
     )
-    return codes, pl.concat([names, unseen]).rename(names.name)
+    return codes.set(missing, None) if filled is not values else codes
 
 
 def encode_events(
     raw: pl.DataFrame, dictionaries: Dictionaries
 ) -> tuple[pl.DataFrame, Dictionaries]:
-    """Raw events (texts and lead keys) to base events (codes), extending the dictionaries."""
+    """Raw events (texts and lead keys) to base events (codes) sorted by time,
+    extending the dictionaries. Sorting after encoding moves integers, not texts."""
     columns: dict[str, pl.Series] = {}
     names: dict[str, pl.Series] = {}
     for key in (*KEYS, "lead_key"):
@@ -167,7 +232,7 @@ def encode_events(
             "points": raw.get_column("points").cast(pl.Int32),
         },
         schema=BASE_EVENTS,
-    )
+    ).sort("occurred_at", "event_id")
     return base, Dictionaries(**names)
 
 

@@ -34,6 +34,7 @@ from kenbun_analytics.layout import (
     Layout,
     build,
     encode_events,
+    read_points,
     uuid_key,
     uuid_text,
 )
@@ -57,10 +58,16 @@ def arrow_frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
 
 
 def raw_events_frame(table: pa.Table | None, *, with_org_unit: bool = False) -> pl.DataFrame:
-    schema = pl.Schema({"org_unit_id": pl.String(), **RAW_EVENTS}) if with_org_unit else RAW_EVENTS
+    """Events as :data:`RAW_EVENTS` (plus ``org_unit_id``), in the order read,
+    from a read whose ``score_delta`` texts become ``points``."""
+    unit = {"org_unit_id": pl.String()} if with_org_unit else {}
+    schema = pl.Schema({**unit, **RAW_EVENTS})
     if table is None:
         return pl.DataFrame(schema=schema)
-    return arrow_frame(table, schema).sort("occurred_at", "event_id")
+    read = pl.Schema({**unit, **RAW_EVENTS, "score_delta": pl.String()})
+    read.pop("points")
+    frame = arrow_frame(table, read)
+    return frame.with_columns(read_points(frame.get_column("score_delta"))).select(schema.names())
 
 
 LeadsById = Callable[[list[str]], pa.Table]

@@ -5,9 +5,11 @@ in a transaction, and under ``statement_timeout`` so that a hung read is
 cancelled by the server rather than stalling the refresh forever.
 
 The SQL below computes the per-row facts that the semantics fix exactly
-(the UTM text, the score_delta reading, the preferred alias, the most recent
-deal, the per-account deal sums) so that PostgreSQL's own ``->>``, ``round``,
-``trim`` and ``lower`` define them, the same functions a straight SQL check uses.
+(the UTM text, the preferred alias, the most recent deal, the per-account deal
+sums) so that PostgreSQL's own ``->>``, ``trim`` and ``lower`` define them, the
+same functions a straight SQL check uses. The one exception is the score_delta
+reading: it arrives as text and :func:`kenbun_analytics.layout.read_points`
+rounds it (a property test holds it to PostgreSQL's ``round``).
 """
 
 from __future__ import annotations
@@ -27,28 +29,19 @@ import pyarrow as pa
 
 from kenbun_analytics.errors import SourceError
 
-_POINTS = """
-    COALESCE((
-        SELECT CASE WHEN abs(rounded) > 1000000000 THEN 0 ELSE rounded END
-        FROM (SELECT round(CASE jsonb_typeof(e.metadata -> 'score_delta')
-                  WHEN 'number' THEN (e.metadata ->> 'score_delta')::numeric
-                  WHEN 'string' THEN CASE
-                      WHEN (e.metadata ->> 'score_delta') ~ '^-?[0-9]+(\\.[0-9]+)?$'
-                      THEN (e.metadata ->> 'score_delta')::numeric END
-              END) AS rounded) AS delta
-    ), 0)::bigint"""
-
 # Only the events that can ever count: not the duplicate of a normalized pair and
-# holding at least one UTM key with a non-empty value.
-_EVENTS = f"""
-SELECT e.org_unit_id::text AS org_unit_id,
-       e.id AS event_id,
+# holding at least one UTM key with a non-empty value. score_delta comes as its
+# text (a JSON number's is its plain decimal spelling): layout.read_points reads
+# it, because PostgreSQL's numeric rounding of ten million of them cost more than
+# reading the rows.
+_EVENTS = """
+SELECT {unit}e.id AS event_id,
        e.occurred_at,
        e.lead_id AS lead_key,
        NULLIF(e.metadata ->> 'utm_campaign', '') AS campaign,
        NULLIF(e.metadata ->> 'utm_source', '') AS source,
        NULLIF(e.metadata ->> 'utm_medium', '') AS medium,
-       {_POINTS} AS points
+       e.metadata ->> 'score_delta' AS score_delta
 FROM events e
 WHERE NOT (e.normalized AND NOT e.normalized_parent)
   AND (NULLIF(e.metadata ->> 'utm_campaign', '') IS NOT NULL
@@ -57,16 +50,24 @@ WHERE NOT (e.normalized AND NOT e.normalized_parent)
 """
 
 # Part $3 of $2: a full load reads the parts side by side, on connections of their own.
-EVENTS_OF_ORG_UNIT = _EVENTS + "  AND e.org_unit_id = $1::uuid AND e.id % $2::bigint = $3::bigint"
-EVENTS_BY_ID = _EVENTS + "  AND e.id = ANY($1::bigint[])"
+EVENTS_OF_ORG_UNIT = (
+    _EVENTS.replace("{unit}", "")
+    + "  AND e.org_unit_id = $1::uuid AND e.id % $2::bigint = $3::bigint"
+)
+EVENTS_BY_ID = (
+    _EVENTS.replace("{unit}", "e.org_unit_id::text AS org_unit_id,\n       ")
+    + "  AND e.id = ANY($1::bigint[])"
+)
 
 _LEADS = """
 WITH unit_leads AS (
-    SELECT * FROM leads WHERE {which}
+    SELECT * FROM leads l WHERE {which}
 ), preferred AS (
+    -- Joined to leads rather than unit_leads: PostgreSQL then hashes the two
+    -- instead of walking the aliases in lead order through their index.
     SELECT DISTINCT ON (a.lead_id, a.kind) a.lead_id, a.kind, a.value
-    FROM lead_aliases a JOIN unit_leads l ON l.id = a.lead_id
-    WHERE a.kind IN ('email', 'phone', 'social', 'external_id', 'cookie')
+    FROM lead_aliases a JOIN leads l ON l.id = a.lead_id
+    WHERE {which} AND a.kind IN ('email', 'phone', 'social', 'external_id', 'cookie')
     ORDER BY a.lead_id, a.kind, a.is_primary DESC, a.created_at, a.id
 ), aliases AS (
     SELECT lead_id,
@@ -104,10 +105,10 @@ LEFT JOIN aliases a ON a.lead_id = l.id
 LEFT JOIN accounts acc ON acc.id = l.account_id
 LEFT JOIN latest_deal ld ON ld.account_id = l.account_id
 """
-LEADS_OF_ORG_UNIT = _LEADS.replace("{which}", "org_unit_id = $1::uuid")
+LEADS_OF_ORG_UNIT = _LEADS.replace("{which}", "l.org_unit_id = $1::uuid")
 # Leads of other org units that an org unit's events name: they count there with
 # their own facts (the semantics join events to leads by id alone).
-LEADS_BY_ID = _LEADS.replace("{which}", "id = ANY($1::text::uuid[])")
+LEADS_BY_ID = _LEADS.replace("{which}", "l.id = ANY($1::text::uuid[])")
 
 # One row per account with deals: a deal belongs to one account, so the distinct
 # deals reachable from a set of accounts are exactly the sum of these per-account rows.
