@@ -19,6 +19,7 @@ from kenbun_analytics.incremental import update
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
     LEAD_FACTS,
+    LEAD_KEY,
     RAW_EVENTS,
     Dictionaries,
     Layout,
@@ -66,6 +67,11 @@ def raw_events(events: dict[int, Event]) -> pl.DataFrame:
         ],
         schema=RAW_EVENTS,
     ).sort("occurred_at", "event_id")
+
+
+def as_read(events: dict[int, Event]) -> pl.DataFrame:
+    """Raw events in another order than their times (a read by id gives no order)."""
+    return raw_events(events).sort("event_id", descending=True)
 
 
 def facts() -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -262,7 +268,7 @@ def test_an_incremental_update_answers_like_a_full_build(
     updated = update(
         built_from(raw_events(before)),
         pl.Series("event_id", sorted(changes), dtype=pl.Int64),
-        raw_events({i: event for i, event in final.items() if i in changes}),
+        as_read({i: event for i, event in final.items() if i in changes}),
     )
     fresh = built_from(raw_events(final))
     for key in ("campaign", "source"):
@@ -317,7 +323,7 @@ def test_a_patched_layout_is_the_layout_of_its_own_events(
     patched = patch_layout(
         old,
         pl.Series("event_id", sorted(changes), dtype=pl.Int64),
-        raw_events({i: event for i, event in final.items() if i in changes}),
+        as_read({i: event for i, event in final.items() if i in changes}),
     )
     assert patched is not None
     derived = derive(base_of(patched), patched.dictionaries, patched.leads, patched.accounts)
@@ -399,6 +405,17 @@ def test_value_index_finds_a_values_rows_in_a_window(
     )
     code = built.codes["campaign"][value]
     assert built.indexes["campaign"].rows_of(code, lo, hi).to_list() == expected
+
+
+def test_lead_keys_encode_row_for_row_around_nulls() -> None:
+    """Keys beyond 64 bits, nulls among them: each row gets its key's code, nulls none."""
+    known, new = 2**127 + 1, 2**128 - 1
+    codes, names = encode(
+        pl.Series("lead_key", [new, None, known, new, None], dtype=LEAD_KEY),
+        pl.Series("lead_key", [known], dtype=LEAD_KEY),
+    )
+    assert codes.to_list() == [1, None, 0, 1, None]
+    assert names.to_list() == [known, new]
 
 
 def test_uuid_keys_round_trip_to_their_text() -> None:

@@ -74,7 +74,7 @@ def update(
     new_leads: pl.DataFrame | None = None,
 ) -> Layout:
     """``layout`` after the events ``changed_ids`` changed; ``arrived`` (raw events,
-    sorted by time) are the current versions of those still counting here.
+    in any order) are the current versions of those still counting here.
 
     With new ``facts`` (per-lead facts, per-account deal totals) everything is
     derived again; without, the lead and account frames are kept, with empty
@@ -109,6 +109,9 @@ def patch(
     height = events.height
     if height == 0:
         return None
+    # Time order: appended rows go at the end as they are, and ``rows`` below
+    # stays aligned with the encoded events.
+    arrived = arrived.sort("occurred_at", "event_id")
     changed = events.get_column("event_id").is_in(changed_ids.implode()).arg_true()
     old = events.select("event_id", "occurred_at").gather(changed).with_columns(row=changed)
     rows = (

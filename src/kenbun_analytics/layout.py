@@ -203,7 +203,9 @@ def _join_codes(values: pl.Series, mapping: pl.DataFrame) -> pl.Series:
     if not missing.any() or mapping.is_empty():
         filled = values
     else:
-        filled = values.fill_null(mapping.get_column("text")[0])
+        # An expression, not a Python int: a uuid key does not fit in 64 bits.
+        first = pl.lit(mapping.get_column("text")).first()
+        filled = values.to_frame().select(pl.col(values.name).fill_null(first)).to_series()
     codes = (
         pl.DataFrame({"text": filled})
         .join(mapping, on="text", how="left", maintain_order="left")
@@ -215,8 +217,8 @@ def _join_codes(values: pl.Series, mapping: pl.DataFrame) -> pl.Series:
 def encode_events(
     raw: pl.DataFrame, dictionaries: Dictionaries
 ) -> tuple[pl.DataFrame, Dictionaries]:
-    """Raw events (texts and lead keys) to base events (codes) sorted by time,
-    extending the dictionaries. Sorting after encoding moves integers, not texts."""
+    """Raw events (texts and lead keys) to base events (codes), row for row,
+    extending the dictionaries."""
     columns: dict[str, pl.Series] = {}
     names: dict[str, pl.Series] = {}
     for key in (*KEYS, "lead_key"):
@@ -232,7 +234,7 @@ def encode_events(
             "points": raw.get_column("points").cast(pl.Int32),
         },
         schema=BASE_EVENTS,
-    ).sort("occurred_at", "event_id")
+    )
     return base, Dictionaries(**names)
 
 

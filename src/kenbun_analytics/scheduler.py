@@ -83,6 +83,8 @@ def full_layout(
     """The layout of an org unit from scratch; with ``leads_by_id``, the leads of
     other org units that its events name get their facts too."""
     base, dictionaries = encode_events(raw_events_frame(events), Dictionaries.empty())
+    # Sorted once encoded: moving integers is cheaper than moving texts.
+    base = base.sort("occurred_at", "event_id")
     lead_facts = arrow_frame(leads, LEAD_FACTS)
     if leads_by_id is not None:
         lead_facts = pl.concat(
