@@ -50,8 +50,9 @@ from kenbun_analytics.api import campaigns_body, leads_body
 from kenbun_analytics.auth import Authenticator
 from kenbun_analytics.embedded import EmbeddedPostgres, free_port
 from kenbun_analytics.layout import ACCOUNT_DEALS, LEAD_FACTS, read_points
+from kenbun_analytics.load import arrow_frame, raw_events_frame
 from kenbun_analytics.params import parse_window
-from kenbun_analytics.scheduler import Refresher, arrow_frame, raw_events_frame
+from kenbun_analytics.scheduler import Refresher
 from kenbun_analytics.seed import org_unit_id, seed_world
 from kenbun_analytics.source import Source
 from kenbun_analytics.store import SnapshotStore
@@ -329,14 +330,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             url, statement_timeout_seconds=3600, connections=3
         )  # up to 2 event parts + facts
         store = SnapshotStore()
-        refresher = Refresher(source, store, full_refresh_seconds=10**9)
+        refresher = Refresher(source, store, full_refresh_seconds=10**9, isolated_loads=True)
 
         say("full snapshot load")
         started = time.perf_counter()
         assert refresher.refresh(wait=True), refresher.status.errors
         timings["snapshot: full load, all org units"] = summary([time.perf_counter() - started])
         say("full snapshot load, events read on 2 connections")
-        side_by_side = Refresher(source, SnapshotStore(), full_refresh_seconds=10**9, load_parts=2)
+        side_by_side = Refresher(
+            source, SnapshotStore(), full_refresh_seconds=10**9, load_parts=2, isolated_loads=True
+        )
         started = time.perf_counter()
         assert side_by_side.refresh(wait=True), side_by_side.status.errors
         timings["snapshot: full load, events read on 2 connections"] = summary(

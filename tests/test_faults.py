@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from kenbun_analytics.scheduler import Refresher, start_scheduler
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source import Source
 from kenbun_analytics.store import SnapshotStore
-from tests.world import World, backend_waiting_on_lock
+from tests.world import World, backend_waiting_on_lock, until
 
 Client = TestClient[Litestar]
 
@@ -71,16 +71,6 @@ def unit(world: World) -> str:
     for campaign in ("spring", "spring", "autumn"):
         world.event(unit, lead=lead, campaign=campaign)
     return unit
-
-
-def until(condition: Callable[[], Any], timeout: float, what: str) -> float:
-    """Seconds until ``condition()`` is true; fails after ``timeout``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    pytest.fail(f"not within {timeout} s: {what}")
 
 
 def serving_app(url: str, **overrides: Any) -> Litestar:

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import polars as pl
 import psycopg
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
 from kenbun_analytics.api import campaigns_body
-from kenbun_analytics.scheduler import READER_NICENESS, Refresher
+from kenbun_analytics.layout import KEYS, Layout
+from kenbun_analytics.load import (
+    LOAD_NICENESS,
+    ChildLoads,
+    load_unit,
+    read_layout,
+    write_layout,
+)
+from kenbun_analytics.scheduler import Refresher
 from kenbun_analytics.source import Source
 from kenbun_analytics.store import SnapshotStore
 from tests.conftest import refresh
-from tests.world import World
+from tests.world import World, backend_waiting_on_lock, until
 
 Client = TestClient[Litestar]
 
@@ -319,6 +332,156 @@ def test_reader_threads_decode_at_a_lower_priority(database_url: str) -> None:
         theirs = refresher._readers.submit(
             lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         ).result()
-        assert theirs == min(19, ours + READER_NICENESS)
+        assert theirs == min(19, ours + LOAD_NICENESS)
     finally:
         refresher.close()
+
+
+def assert_same_layout(got: Layout, expected: Layout, *, flags: bool = False) -> None:
+    """Every frame and series of two layouts equal; with ``flags``, the columns'
+    sortedness flags too (an all-null column is sorted either way)."""
+
+    def known_sorted(frame: pl.DataFrame) -> list[dict[str, bool]]:
+        return [c.flags for c in frame.iter_columns() if c.null_count() < c.len()]
+
+    for name in ("events", "leads", "accounts"):
+        got_frame, expected_frame = getattr(got, name), getattr(expected, name)
+        assert got_frame.equals(expected_frame), name
+        if flags:
+            assert known_sorted(got_frame) == known_sorted(expected_frame), name
+    for key in (*KEYS, "lead_key"):
+        assert got.dictionaries.of(key).equals(expected.dictionaries.of(key)), key
+    for key in KEYS:
+        assert got.indexes[key].rows.equals(expected.indexes[key].rows), key
+        assert got.indexes[key].offsets.equals(expected.indexes[key].offsets), key
+        assert got.days[key].equals(expected.days[key]), key
+        assert got.codes[key] == expected.codes[key], key
+
+
+def seed_unit(world: World, unit: str) -> None:
+    """A little of everything a layout holds: accounts with deals, leads with and
+    without facts, a lead of another org unit, events with and without keys."""
+    account = world.account(unit)
+    world.deal(unit, account, amount="1250.50", stage="closed_won")
+    world.deal(unit, account, amount="99.99")
+    hot = world.lead(unit, account=account, level="Hot", score=7)
+    world.alias(unit, hot, "email", "hot@example.com", primary=True)
+    cold = world.lead(unit, level="Cold", metadata={"first_name": "Cee"})
+    stranger = world.lead(world.org_unit("Elsewhere"), level="Warm")
+    for day, (lead, campaign, source) in enumerate(
+        [
+            (hot, "spring", "mail"),
+            (cold, "spring", None),
+            (stranger, "autumn", "ads"),
+            (None, None, "ads"),
+        ]
+    ):
+        world.event(
+            unit,
+            lead=lead,
+            occurred_at=f"2026-03-{day + 10:02d}T08:00:00",
+            metadata={"score_delta": 2.5 * day},
+            campaign=campaign,
+            source=source,
+            medium="email",
+        )
+
+
+def test_a_load_in_a_child_process_builds_the_layout_a_load_here_builds(
+    world: World, unit: str, database_url: str, tmp_path: Path
+) -> None:
+    """The child's layout crosses as files and arrives the same, frame for frame;
+    the files keep which columns are known sorted."""
+    seed_unit(world, unit)
+    source = Source(database_url)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as readers:
+            here = load_unit(source, unit, 1, readers)
+        with ChildLoads(source.options, 1) as child:
+            there = child.load(unit)
+            again = child.load(unit)  # the same child process answers the next load
+    finally:
+        source.close()
+    assert here.events.height == 4
+    assert_same_layout(there, here)
+    assert_same_layout(again, here)
+    assert there.events.get_column("occurred_at").flags["SORTED_ASC"]
+    write_layout(here, tmp_path)
+    assert_same_layout(read_layout(tmp_path), here, flags=True)
+    assert not multiprocessing.active_children(), "the child outlived its refresh"
+
+
+def test_a_child_load_failing_in_postgresql_keeps_the_last_good_snapshot(
+    world: World, unit: str, database_url: str
+) -> None:
+    """A read that fails in the child arrives as the same SourceError text."""
+    world.event(unit, campaign="a")
+    store = SnapshotStore()
+    refresher = Refresher(
+        Source(database_url, statement_timeout_seconds=1),
+        store,
+        full_refresh_seconds=0,
+        isolated_loads=True,
+    )
+    assert refresher.refresh(wait=True)
+    version = store.get(unit).version
+    holder = psycopg.connect(database_url)
+    try:
+        holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        assert refresher.refresh(wait=True) is False
+    finally:
+        holder.close()
+    error = refresher.status.errors[unit]
+    assert error.startswith("load events failed: "), error
+    assert "statement timeout" in error, error
+    assert store.get(unit).version == version
+    assert refresher.refresh(wait=True)
+    assert store.get(unit).version > version
+    refresher.close()
+
+
+def test_a_child_load_that_dies_fails_its_org_unit_and_the_next_refresh_recovers(
+    world: World, unit: str, database_url: str
+) -> None:
+    """The child runs at a lower priority and ignores SIGINT; killed mid-load, its
+    org unit keeps the last good snapshot and the next refresh starts a new child."""
+    world.event(unit, campaign="a")
+    store = SnapshotStore()
+    refresher = Refresher(Source(database_url), store, full_refresh_seconds=0, isolated_loads=True)
+    assert refresher.refresh(wait=True)
+    version = store.get(unit).version
+    holder = psycopg.connect(database_url)
+    holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(refresher.refresh(wait=True)))
+    thread.start()
+    try:
+        until(lambda: backend_waiting_on_lock(database_url), 10, "the child waiting on the lock")
+        (child,) = multiprocessing.active_children()
+        assert child.pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + LOAD_NICENESS
+        )
+        ignored = int(
+            next(
+                line.split()[1]
+                for line in Path(f"/proc/{child.pid}/status").read_text().splitlines()
+                if line.startswith("SigIgn:")
+            ),
+            16,
+        )
+        assert ignored & (1 << (signal.SIGINT - 1))
+        os.kill(child.pid, signal.SIGKILL)
+        thread.join(30)
+    finally:
+        holder.close()
+    assert results == [False]
+    assert (
+        refresher.status.errors[unit] == f"the load process of org unit {unit} exited unexpectedly"
+    )
+    assert store.get(unit).version == version
+    world.event(unit, campaign="b")
+    assert refresher.refresh(wait=True)
+    assert store.get(unit).layout.events.height == 2
+    assert not multiprocessing.active_children()
+    refresher.close()

@@ -12,8 +12,9 @@ import base64
 import hashlib
 import itertools
 import secrets
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 _counter = itertools.count(1)
@@ -404,3 +406,13 @@ def backend_waiting_on_lock(url: str) -> int | None:
             "AND wait_event_type = 'Lock'"
         ).fetchone()
     return row[0] if row else None
+
+
+def until(condition: Callable[[], Any], timeout: float, what: str) -> float:
+    """Seconds until ``condition()`` is true; fails after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    pytest.fail(f"not within {timeout} s: {what}")

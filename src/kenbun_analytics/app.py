@@ -86,6 +86,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             refresh_seconds=settings.refresh_seconds,
             migrate=settings.migrate,
             load_parts=settings.load_connections,
+            isolated_loads=settings.isolated_loads,
             on_refresh=metrics.refreshed,
             status=status,
         )

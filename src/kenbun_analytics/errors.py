@@ -12,7 +12,8 @@
     ├── UnsupportedMediaType              a body that is not application/json -> 415
     ├── RateLimited                       the credential spent its request budget -> 429
     ├── NotReady (LookupError)            no snapshot yet for the org unit -> 503
-    └── SourceError (RuntimeError)        PostgreSQL failed; the text never carries SQL
+    ├── SourceError (RuntimeError)        PostgreSQL failed; the text never carries SQL
+    └── LoadError (RuntimeError)          a full load's child process died before answering
 """
 
 from __future__ import annotations
@@ -98,6 +99,25 @@ class SourceError(KenbunError, RuntimeError):
     def __init__(self, operation: str, cause: BaseException) -> None:
         self.operation = operation
         super().__init__(f"{operation} failed: {type(cause).__name__}: {_first_line(cause)}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # It crosses from a load's child process (pickled) as its text alone.
+        return (_source_error, (self.operation, str(self)))
+
+
+def _source_error(operation: str, message: str) -> SourceError:
+    error = SourceError.__new__(SourceError)
+    RuntimeError.__init__(error, message)
+    error.operation = operation
+    return error
+
+
+class LoadError(KenbunError, RuntimeError):
+    """The child process of a full load exited without an answer (killed, out of memory)."""
+
+    def __init__(self, org_unit_id: str) -> None:
+        self.org_unit_id = org_unit_id
+        super().__init__(f"the load process of org unit {org_unit_id} exited unexpectedly")
 
 
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+-]+){2,}[\\/]?")

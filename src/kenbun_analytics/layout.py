@@ -73,6 +73,13 @@ ACCOUNT_DEALS = pl.Schema(
         "closed_won_value": MONEY,
     }
 )
+RAW_READ = pl.Schema(
+    {
+        **{name: dtype for name, dtype in RAW_EVENTS.items() if name != "points"},
+        "score_delta": pl.String(),
+    }
+)
+"""Events as read: the text of ``metadata ->> 'score_delta'`` where RAW_EVENTS has points."""
 BASE_EVENTS = pl.Schema(
     {
         "event_id": pl.Int64(),
@@ -201,17 +208,19 @@ def _join_codes(values: pl.Series, mapping: pl.DataFrame) -> pl.Series:
     """
     missing = values.is_null()
     if not missing.any() or mapping.is_empty():
-        filled = values
-    else:
-        # An expression, not a Python int: a uuid key does not fit in 64 bits.
-        first = pl.lit(mapping.get_column("text")).first()
-        filled = values.to_frame().select(pl.col(values.name).fill_null(first)).to_series()
-    codes = (
-        pl.DataFrame({"text": filled})
+        return _joined_codes(values, mapping)
+    # An expression, not a Python int: a uuid key does not fit in 64 bits.
+    first = pl.lit(mapping.get_column("text")).first()
+    filled = values.to_frame().select(pl.col(values.name).fill_null(first)).to_series()
+    return _joined_codes(filled, mapping).set(missing, None)
+
+
+def _joined_codes(values: pl.Series, mapping: pl.DataFrame) -> pl.Series:
+    return (
+        pl.DataFrame({"text": values})
         .join(mapping, on="text", how="left", maintain_order="left")
         .get_column("code")
     )
-    return codes.set(missing, None) if filled is not values else codes
 
 
 def encode_events(

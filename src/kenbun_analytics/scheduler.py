@@ -11,32 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import polars as pl
-import pyarrow as pa
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from kenbun_analytics.errors import SourceError
+from kenbun_analytics.errors import LoadError, SourceError
 from kenbun_analytics.incremental import update
-from kenbun_analytics.layout import (
-    ACCOUNT_DEALS,
-    LEAD_FACTS,
-    LEAD_KEY,
-    RAW_EVENTS,
-    Dictionaries,
-    Layout,
-    build,
-    encode_events,
-    read_points,
-    uuid_key,
-    uuid_text,
+from kenbun_analytics.layout import ACCOUNT_DEALS, LEAD_FACTS, Layout
+from kenbun_analytics.load import (
+    ChildLoads,
+    arrow_frame,
+    load_unit,
+    lower_priority,
+    missing_leads,
+    raw_events_frame,
 )
 from kenbun_analytics.source import Changes, Source
 from kenbun_analytics.store import Snapshot, SnapshotStore, next_version
@@ -44,79 +38,6 @@ from kenbun_analytics.store import Snapshot, SnapshotStore, next_version
 logger = logging.getLogger(__name__)
 
 CHANGE_LOG_RETENTION_SECONDS = 24 * 3600
-
-
-def arrow_frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
-    """The columns of ``schema`` from an Arrow result; uuids (bytes) become lead keys."""
-    frame = pl.DataFrame(pl.from_arrow(table))
-    return frame.select(
-        uuid_key(pl.col(name))
-        if dtype == LEAD_KEY and frame.schema[name] == pl.Binary
-        else pl.col(name).cast(dtype)
-        for name, dtype in schema.items()
-    )
-
-
-def raw_events_frame(table: pa.Table | None, *, with_org_unit: bool = False) -> pl.DataFrame:
-    """Events as :data:`RAW_EVENTS` (plus ``org_unit_id``), in the order read,
-    from a read whose ``score_delta`` texts become ``points``."""
-    unit = {"org_unit_id": pl.String()} if with_org_unit else {}
-    schema = pl.Schema({**unit, **RAW_EVENTS})
-    if table is None:
-        return pl.DataFrame(schema=schema)
-    read = pl.Schema({**unit, **RAW_EVENTS, "score_delta": pl.String()})
-    read.pop("points")
-    frame = arrow_frame(table, read)
-    return frame.with_columns(read_points(frame.get_column("score_delta"))).select(schema.names())
-
-
-LeadsById = Callable[[list[str]], pa.Table]
-"""Reads the facts of leads by id (:meth:`Source.leads_by_id`)."""
-
-
-def full_layout(
-    events: pa.Table,
-    leads: pa.Table,
-    account_deals: pa.Table,
-    leads_by_id: LeadsById | None = None,
-) -> Layout:
-    """The layout of an org unit from scratch; with ``leads_by_id``, the leads of
-    other org units that its events name get their facts too."""
-    base, dictionaries = encode_events(raw_events_frame(events), Dictionaries.empty())
-    # Sorted once encoded: moving integers is cheaper than moving texts.
-    base = base.sort("occurred_at", "event_id")
-    lead_facts = arrow_frame(leads, LEAD_FACTS)
-    if leads_by_id is not None:
-        lead_facts = pl.concat(
-            [lead_facts, missing_leads(dictionaries.lead_key, lead_facts, leads_by_id)]
-        )
-    return build(base, dictionaries, lead_facts, arrow_frame(account_deals, ACCOUNT_DEALS))
-
-
-def missing_leads(keys: pl.Series, known: pl.DataFrame, leads_by_id: LeadsById) -> pl.DataFrame:
-    """The facts of the leads among ``keys`` that ``known`` (LEAD_FACTS) lacks:
-    leads of another org unit, read by id (none read when none is missing)."""
-    missing = keys.drop_nulls().unique()
-    # Probing the known keys with the (usually few) missing ones hashes only those.
-    known_keys = known.get_column("lead_key")
-    found = known_keys.filter(known_keys.is_in(missing.implode()))
-    missing = missing.filter(~missing.is_in(found.implode()))
-    if not missing.len():
-        return known.clear()
-    return arrow_frame(leads_by_id(uuid_text(missing).to_list()), LEAD_FACTS)
-
-
-READER_NICENESS = 10
-"""How much lower than the requests' the reader threads' CPU priority is."""
-
-
-def _lower_priority() -> None:
-    """Lower the calling thread's CPU priority (Linux: niceness is per thread)."""
-    with contextlib.suppress(OSError, AttributeError):
-        thread = threading.get_native_id()
-        os.setpriority(
-            os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + READER_NICENESS
-        )
 
 
 @dataclass
@@ -151,6 +72,7 @@ class Refresher:
         refresh_seconds: float = 30.0,
         migrate: bool = False,
         load_parts: int = 1,
+        isolated_loads: bool = False,
         on_refresh: Callable[[str, float], None] | None = None,
         status: RefreshStatus | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -161,13 +83,15 @@ class Refresher:
         self._refresh_seconds = refresh_seconds
         self._migrate_pending = migrate
         self._load_parts = max(1, load_parts)
-        # Long-lived readers: threads made per refresh would each get a fresh
-        # malloc arena, and the process would keep growing by them. They decode
-        # what PostgreSQL sends at a lower priority than the requests.
+        self._isolated_loads = isolated_loads
+        # For loads in this process, long-lived readers: threads made per refresh
+        # would each get a fresh malloc arena, and the process would keep growing
+        # by them. They decode what PostgreSQL sends at a lower priority than the
+        # requests.
         self._readers = ThreadPoolExecutor(
             max_workers=self._load_parts + 1,
             thread_name_prefix="kenbun-read",
-            initializer=_lower_priority,
+            initializer=lower_priority,
         )
         self._on_refresh = on_refresh
         self._clock = clock
@@ -269,37 +193,33 @@ class Refresher:
 
     def _load_whole(self, units: list[str], taken_at: datetime) -> bool:
         failed = False
-        for unit in units:
-            started = self._clock()
-            try:
-                layout = full_layout(*self._read_unit(unit), self._source.leads_by_id)
-            except SourceError as error:
-                failed = True
-                self._failed(unit, str(error))
-                logger.warning("refresh of org unit %s failed: %s", unit, error)
-                continue
-            self._store.put(Snapshot(unit, taken_at, next_version(), layout))
-            self.status.errors.pop(unit, None)
-            self.status.unit_seconds[unit] = self._clock() - started
+        with self._loads() as load:
+            for unit in units:
+                started = self._clock()
+                try:
+                    layout = load(unit)
+                except (SourceError, LoadError) as error:
+                    # Whatever broke the load (a restarted server) has likely broken
+                    # our idle connections too, as a failed read here would have.
+                    self._source.close()
+                    failed = True
+                    self._failed(unit, str(error))
+                    logger.warning("refresh of org unit %s failed: %s", unit, error)
+                    continue
+                self._store.put(Snapshot(unit, taken_at, next_version(), layout))
+                self.status.errors.pop(unit, None)
+                self.status.unit_seconds[unit] = self._clock() - started
         return failed
 
-    def _read_unit(self, unit: str) -> tuple[pa.Table, pa.Table, pa.Table]:
-        """An org unit's events, per-lead facts and deal totals, read side by side
-        by the reader threads: the events in ``load_parts`` parts, the facts on
-        one more connection."""
-        parts, pool = self._load_parts, self._readers
-        facts = pool.submit(
-            lambda: (self._source.leads_of(unit), self._source.account_deals_of(unit))
-        )
-        events = [
-            pool.submit(self._source.events_of, unit, part=part, parts=parts)
-            for part in range(parts)
-        ]
-        try:
-            tables = [part.result() for part in events]
-        finally:
-            leads, account_deals = facts.result()
-        return pa.concat_tables(tables), leads, account_deals
+    @contextlib.contextmanager
+    def _loads(self) -> Iterator[Callable[[str], Layout]]:
+        """How this refresh loads an org unit whole: in a child process
+        (:class:`~kenbun_analytics.load.ChildLoads`), or here on the reader threads."""
+        if self._isolated_loads:
+            with ChildLoads(self._source.options, self._load_parts) as child:
+                yield child.load
+        else:
+            yield lambda unit: load_unit(self._source, unit, self._load_parts, self._readers)
 
     def _apply_changes(self, units: list[str], changes: Changes, taken_at: datetime) -> bool:
         unit_set = set(units)

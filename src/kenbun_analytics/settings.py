@@ -42,6 +42,12 @@ class Settings:
     per-lead facts meanwhile. Raise it when PostgreSQL runs on cores of its own:
     on cores shared with the service, parallel reads slow the queries down."""
 
+    isolated_loads: bool = True
+    """``KENBUN_ISOLATED_LOADS``: run the loads of a full refresh in a child
+    process at a lower CPU priority (:mod:`kenbun_analytics.load`), so that they
+    neither queue the requests behind their work nor leave their transient
+    memory with the server. Off, they run on the server's own threads."""
+
     auth_cache_seconds: float = 2.0
     """``KENBUN_AUTH_CACHE_SECONDS``: how long a credential lookup is reused.
     Revocation takes effect within this plus one lookup; keep it under 5."""
@@ -128,6 +134,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         load_connections=int(
             _number(environ, "KENBUN_LOAD_CONNECTIONS", defaults.load_connections, minimum=1)
         ),
+        isolated_loads=_flag(environ, "KENBUN_ISOLATED_LOADS", default=defaults.isolated_loads),
         auth_cache_seconds=auth_cache_seconds,
         result_cache_bytes=int(
             _number(environ, "KENBUN_RESULT_CACHE_BYTES", defaults.result_cache_bytes, minimum=0)

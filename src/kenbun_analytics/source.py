@@ -158,6 +158,17 @@ def _with_connect_timeout(url: str, seconds: int) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=f"{parts.query}&{extra}".lstrip("&")))
 
 
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """What a :class:`Source` is opened with: picklable, so that a child process
+    (:mod:`kenbun_analytics.load`) can open its own."""
+
+    url: str
+    statement_timeout_seconds: float = 120.0
+    application_name: str = "kenbun-analytics"
+    connections: int = 2
+
+
 class Source:
     """A kenbun PostgreSQL database, read through ADBC into Arrow.
 
@@ -181,11 +192,21 @@ class Source:
         self._statement_timeout_ms = int(statement_timeout_seconds * 1000)
         if not re.fullmatch(r"[a-z-]{1,40}", application_name):
             raise ValueError(application_name)
+        self.options = SourceOptions(url, statement_timeout_seconds, application_name, connections)
         self._application_name = application_name
         self._lock = threading.Lock()
         """Guards ``_idle``; migrations also take it."""
         self._slots = threading.BoundedSemaphore(connections)
         self._idle: list[Any] = []
+
+    @classmethod
+    def opened_with(cls, options: SourceOptions) -> Source:
+        return cls(
+            options.url,
+            statement_timeout_seconds=options.statement_timeout_seconds,
+            application_name=options.application_name,
+            connections=options.connections,
+        )
 
     def close(self) -> None:
         with self._lock:

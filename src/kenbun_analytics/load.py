@@ -1,0 +1,278 @@
+"""Full loads: an org unit read from PostgreSQL and built into its layout.
+
+A full load of a large org unit is tens of CPU-seconds of decoding, encoding
+and sorting, and several times the snapshot's size in transient memory. In the
+serving process that work would share Polars' thread pool with the requests (a
+query waits behind the load's sorts) and leave the allocator holding the
+transient memory. So the service runs the loads of a full refresh in a child
+process (:class:`ChildLoads`):
+
+* the child runs :data:`LOAD_NICENESS` below the server's CPU priority, so the
+  requests take the cores first;
+* it is forked from a fork server that has imported this module already, so it
+  is ready in tens of milliseconds rather than after a second of imports (as
+  with any multiprocessing, the child imports the server's main module again:
+  it must be guarded by ``if __name__ == "__main__":``, as ours are);
+* each finished layout crosses as uncompressed Arrow IPC files in a temporary
+  directory, read back into the server's own memory (about 0.2 s a GB);
+* the child exits when the refresh is done, and all of its memory goes with it.
+
+:func:`load_unit` is the load itself, the same in either process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from types import TracebackType
+
+import polars as pl
+import pyarrow as pa
+
+from kenbun_analytics.errors import LoadError
+from kenbun_analytics.layout import (
+    ACCOUNT_DEALS,
+    KEYS,
+    LEAD_FACTS,
+    LEAD_KEY,
+    RAW_EVENTS,
+    RAW_READ,
+    Dictionaries,
+    Layout,
+    ValueIndex,
+    build,
+    code_of,
+    encode_events,
+    read_points,
+    uuid_key,
+    uuid_text,
+)
+from kenbun_analytics.source import Source, SourceOptions
+
+LOAD_NICENESS = 10
+"""How much lower than the requests' the CPU priority of loading is (the reader
+threads of an in-process load, the whole child process otherwise)."""
+
+
+def arrow_frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
+    """The columns of ``schema`` from an Arrow result; uuids (bytes) become lead keys."""
+    frame = pl.DataFrame(pl.from_arrow(table))
+    return frame.select(
+        uuid_key(pl.col(name))
+        if dtype == LEAD_KEY and frame.schema[name] == pl.Binary
+        else pl.col(name).cast(dtype)
+        for name, dtype in schema.items()
+    )
+
+
+def raw_events_frame(table: pa.Table | None, *, with_org_unit: bool = False) -> pl.DataFrame:
+    """Events as :data:`RAW_EVENTS` (plus ``org_unit_id``), in the order read,
+    from a read whose ``score_delta`` texts become ``points``."""
+    unit = {"org_unit_id": pl.String()} if with_org_unit else {}
+    schema = pl.Schema({**unit, **RAW_EVENTS})
+    if table is None:
+        return pl.DataFrame(schema=schema)
+    frame = arrow_frame(table, pl.Schema({**unit, **RAW_READ}))
+    return frame.with_columns(read_points(frame.get_column("score_delta"))).select(schema.names())
+
+
+LeadsById = Callable[[list[str]], pa.Table]
+"""Reads the facts of leads by id (:meth:`Source.leads_by_id`)."""
+
+
+def full_layout(
+    events: pa.Table,
+    leads: pa.Table,
+    account_deals: pa.Table,
+    leads_by_id: LeadsById | None = None,
+) -> Layout:
+    """The layout of an org unit from scratch; with ``leads_by_id``, the leads of
+    other org units that its events name get their facts too."""
+    base, dictionaries = encode_events(raw_events_frame(events), Dictionaries.empty())
+    # Sorted once encoded: moving integers is cheaper than moving texts.
+    base = base.sort("occurred_at", "event_id")
+    lead_facts = arrow_frame(leads, LEAD_FACTS)
+    if leads_by_id is not None:
+        lead_facts = pl.concat(
+            [lead_facts, missing_leads(dictionaries.lead_key, lead_facts, leads_by_id)]
+        )
+    return build(base, dictionaries, lead_facts, arrow_frame(account_deals, ACCOUNT_DEALS))
+
+
+def missing_leads(keys: pl.Series, known: pl.DataFrame, leads_by_id: LeadsById) -> pl.DataFrame:
+    """The facts of the leads among ``keys`` that ``known`` (LEAD_FACTS) lacks:
+    leads of another org unit, read by id (none read when none is missing)."""
+    missing = keys.drop_nulls().unique()
+    # Probing the known keys with the (usually few) missing ones hashes only those.
+    known_keys = known.get_column("lead_key")
+    found = known_keys.filter(known_keys.is_in(missing.implode()))
+    missing = missing.filter(~missing.is_in(found.implode()))
+    if not missing.len():
+        return known.clear()
+    return arrow_frame(leads_by_id(uuid_text(missing).to_list()), LEAD_FACTS)
+
+
+def read_unit(
+    source: Source, unit: str, parts: int, readers: Executor
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """An org unit's events, per-lead facts and deal totals, read side by side
+    by ``readers``: the events in ``parts`` parts, the facts on one more connection."""
+    facts = readers.submit(lambda: (source.leads_of(unit), source.account_deals_of(unit)))
+    events = [
+        readers.submit(source.events_of, unit, part=part, parts=parts) for part in range(parts)
+    ]
+    try:
+        tables = [part.result() for part in events]
+    finally:
+        leads, account_deals = facts.result()
+    return pa.concat_tables(tables), leads, account_deals
+
+
+def load_unit(source: Source, unit: str, parts: int, readers: Executor) -> Layout:
+    """The layout of ``unit`` as PostgreSQL has it now."""
+    return full_layout(*read_unit(source, unit, parts, readers), source.leads_by_id)
+
+
+def lower_priority() -> None:
+    """Lower the calling thread's CPU priority by :data:`LOAD_NICENESS` (Linux:
+    niceness is per thread, and threads started later inherit it)."""
+    with contextlib.suppress(OSError, AttributeError):
+        thread = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + LOAD_NICENESS
+        )
+
+
+# --------------------------------------------------------- the layout as files --
+
+
+def _frames(layout: Layout) -> dict[str, pl.DataFrame]:
+    frames = {"events": layout.events, "leads": layout.leads, "accounts": layout.accounts}
+    for key in (*KEYS, "lead_key"):
+        frames[f"dictionary.{key}"] = layout.dictionaries.of(key).to_frame()
+    for key, index in layout.indexes.items():
+        frames[f"rows.{key}"] = index.rows.to_frame()
+        frames[f"offsets.{key}"] = index.offsets.to_frame()
+    for key, days in layout.days.items():
+        frames[f"days.{key}"] = days
+    return frames
+
+
+def write_layout(layout: Layout, directory: Path) -> None:
+    """``layout`` as Arrow IPC files in ``directory``, with the columns known sorted."""
+    sorted_columns = {}
+    for name, frame in _frames(layout).items():
+        frame.write_ipc(directory / f"{name}.arrow", compression="uncompressed")
+        sorted_columns[name] = [
+            column.name for column in frame.iter_columns() if column.flags["SORTED_ASC"]
+        ]
+    (directory / "sorted.json").write_text(json.dumps(sorted_columns))
+
+
+def read_layout(directory: Path) -> Layout:
+    """The layout that :func:`write_layout` wrote, in this process's own memory."""
+    sorted_columns: dict[str, list[str]] = json.loads((directory / "sorted.json").read_text())
+
+    def frame(name: str) -> pl.DataFrame:
+        # Read through a file object: given a path, Polars would map the file.
+        with (directory / f"{name}.arrow").open("rb") as file:
+            read = pl.read_ipc(file)
+        return read.with_columns(pl.col(column).set_sorted() for column in sorted_columns[name])
+
+    dictionaries = Dictionaries(
+        **{key: frame(f"dictionary.{key}").to_series() for key in (*KEYS, "lead_key")}
+    )
+    return Layout(
+        events=frame("events"),
+        leads=frame("leads"),
+        accounts=frame("accounts"),
+        dictionaries=dictionaries,
+        indexes={
+            key: ValueIndex(
+                rows=frame(f"rows.{key}").to_series(), offsets=frame(f"offsets.{key}").to_series()
+            )
+            for key in KEYS
+        },
+        days={key: frame(f"days.{key}") for key in KEYS},
+        codes={key: code_of(dictionaries.of(key)) for key in KEYS},
+    )
+
+
+# ------------------------------------------------------------ the child process --
+
+
+def _child_started() -> None:
+    """The child's setup: a lower CPU priority before any thread starts; SIGINT
+    left to the server, which stops the child by shutting its pool down."""
+    lower_priority()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _load_in_child(options: SourceOptions, unit: str, parts: int, directory: str) -> None:
+    source = Source.opened_with(options)
+    try:
+        with ThreadPoolExecutor(max_workers=parts + 1, thread_name_prefix="kenbun-read") as readers:
+            layout = load_unit(source, unit, parts, readers)
+    finally:
+        source.close()
+    write_layout(layout, Path(directory))
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+class ChildLoads:
+    """The full loads of one refresh, in one child process started at the first
+    load and stopped on leaving the ``with`` block."""
+
+    def __init__(self, options: SourceOptions, parts: int) -> None:
+        self._options = options
+        self._parts = parts
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ChildLoads:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def load(self, unit: str) -> Layout:
+        """The layout of ``unit``, built in the child; :class:`SourceError` as the
+        child raised it, :class:`LoadError` when the child died."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=_context(), initializer=_child_started
+            )
+        with tempfile.TemporaryDirectory(prefix="kenbun-load-") as directory:
+            try:
+                self._pool.submit(
+                    _load_in_child, self._options, unit, self._parts, directory
+                ).result()
+            except BrokenProcessPool:
+                self._stop()  # the next load starts a new child
+                raise LoadError(unit) from None
+            return read_layout(Path(directory))
