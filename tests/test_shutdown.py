@@ -123,4 +123,4 @@ def test_sigterm_under_load_finishes_in_flight_requests(
     assert not alive, alive
     lines = [line for line in output.splitlines() if line.strip()]
     assert lines
-    assert all(json.loads(line) for line in lines)  # every log line is one JSON object
+    assert all(json.loads(line) for line in lines), output  # every log line is one JSON object
