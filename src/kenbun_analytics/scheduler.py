@@ -4,7 +4,8 @@
 only decides when. A full refresh reloads every org unit; the ones in between
 read the change log and refetch only the events that changed, and reload the
 small per-lead and per-account facts only of org units whose leads, aliases,
-accounts or deals changed.
+accounts or deals changed. Whole loads run in a child process when the service
+asks for it (:mod:`kenbun_analytics.load`); incremental ones patch the layout here.
 """
 
 from __future__ import annotations
