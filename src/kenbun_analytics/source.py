@@ -164,9 +164,9 @@ class SourceOptions:
     (:mod:`kenbun_analytics.load`) can open its own."""
 
     url: str
-    statement_timeout_seconds: float = 120.0
-    application_name: str = "kenbun-analytics"
-    connections: int = 2
+    statement_timeout_seconds: float
+    application_name: str
+    connections: int
 
 
 class Source:
