@@ -19,12 +19,12 @@ from litestar.testing import TestClient
 from kenbun_analytics.api import campaigns_body
 from kenbun_analytics.layout import KEYS, Layout
 from kenbun_analytics.load import (
-    LOAD_NICENESS,
     ChildLoads,
     load_unit,
     read_layout,
     write_layout,
 )
+from kenbun_analytics.priority import LOAD_NICENESS, lower_server_process
 from kenbun_analytics.scheduler import Refresher
 from kenbun_analytics.source import Source
 from kenbun_analytics.store import SnapshotStore
@@ -471,6 +471,14 @@ def test_a_child_load_that_dies_fails_its_org_unit_and_the_next_refresh_recovers
             16,
         )
         assert ignored & (1 << (signal.SIGINT - 1))
+        # The server process it reads from is lowered as the child is.
+        reading = backend_waiting_on_lock(database_url)
+        assert reading is not None
+        holding = holder.execute("SELECT pg_backend_pid()").fetchone()
+        assert holding is not None
+        assert os.getpriority(os.PRIO_PROCESS, reading) == min(
+            19, os.getpriority(os.PRIO_PROCESS, holding[0]) + LOAD_NICENESS
+        )
         os.kill(child.pid, signal.SIGKILL)
         thread.join(30)
     finally:
@@ -485,3 +493,38 @@ def test_a_child_load_that_dies_fails_its_org_unit_and_the_next_refresh_recovers
     assert store.get(unit).layout.events.height == 2
     assert not multiprocessing.active_children()
     refresher.close()
+
+
+def test_background_reads_lower_their_postgresql_process(database_url: str) -> None:
+    """A Source for background reads lowers its server process (the embedded
+    PostgreSQL runs under our OS user) by niceness and by its own autogroup,
+    and runs without parallel workers; a plain Source leaves both alone."""
+    plain = Source(database_url)
+    background = Source(database_url, backend_niceness=LOAD_NICENESS)
+
+    def server_of(source: Source) -> tuple[int, str]:
+        row = source.query(
+            "server",
+            "SELECT pg_backend_pid() AS pid, "
+            "current_setting('max_parallel_workers_per_gather') AS workers",
+        ).to_pylist()[0]
+        return row["pid"], row["workers"]
+
+    def group_nice(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+    try:
+        base, base_workers = server_of(plain)
+        lowered, workers = server_of(background)
+        assert (base_workers, workers) == ("2", "0")
+        base_nice = os.getpriority(os.PRIO_PROCESS, base)
+        assert os.getpriority(os.PRIO_PROCESS, lowered) == min(19, base_nice + LOAD_NICENESS)
+        if Path("/proc/self/autogroup").exists():
+            assert group_nice(lowered) == min(19, group_nice(base) + LOAD_NICENESS)
+        # A pid whose title does not name the connection is never touched.
+        assert not lower_server_process(base, "(1)")
+        assert not lower_server_process(os.getpid(), "[local]")
+        assert os.getpriority(os.PRIO_PROCESS, base) == base_nice
+    finally:
+        plain.close()
+        background.close()

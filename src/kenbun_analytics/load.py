@@ -7,8 +7,10 @@ query waits behind the load's sorts) and leave the allocator holding the
 transient memory. So the service runs the loads of a full refresh in a child
 process (:class:`ChildLoads`):
 
-* the child runs :data:`LOAD_NICENESS` below the server's CPU priority, so the
-  requests take the cores first;
+* the child runs :data:`~kenbun_analytics.priority.LOAD_NICENESS` below the
+  server's CPU priority, so the requests take the cores first, and so do the
+  PostgreSQL server processes it reads from, where we may lower them
+  (:mod:`kenbun_analytics.priority`);
 * it is forked from a fork server that has imported this module already, so it
   is ready in tens of milliseconds rather than after a second of imports (as
   with any multiprocessing, the child imports the server's main module again:
@@ -22,13 +24,11 @@ process (:class:`ChildLoads`):
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import multiprocessing
-import os
 import signal
 import tempfile
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,11 +56,8 @@ from kenbun_analytics.layout import (
     uuid_key,
     uuid_text,
 )
+from kenbun_analytics.priority import LOAD_NICENESS, lower_thread
 from kenbun_analytics.source import Source, SourceOptions
-
-LOAD_NICENESS = 10
-"""How much lower than the requests' the CPU priority of loading is (the reader
-threads of an in-process load, the whole child process otherwise)."""
 
 
 def arrow_frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
@@ -142,16 +139,6 @@ def load_unit(source: Source, unit: str, parts: int, readers: Executor) -> Layou
     return full_layout(*read_unit(source, unit, parts, readers), source.leads_by_id)
 
 
-def lower_priority() -> None:
-    """Lower the calling thread's CPU priority by :data:`LOAD_NICENESS` (Linux:
-    niceness is per thread, and threads started later inherit it)."""
-    with contextlib.suppress(OSError, AttributeError):
-        thread = threading.get_native_id()
-        os.setpriority(
-            os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + LOAD_NICENESS
-        )
-
-
 # --------------------------------------------------------- the layout as files --
 
 
@@ -213,12 +200,14 @@ def read_layout(directory: Path) -> Layout:
 def _child_started() -> None:
     """The child's setup: a lower CPU priority before any thread starts; SIGINT
     left to the server, which stops the child by shutting its pool down."""
-    lower_priority()
+    lower_thread()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _load_in_child(options: SourceOptions, unit: str, parts: int, directory: str) -> None:
-    source = Source.opened_with(options)
+    # The server processes of the child's connections are lowered too, where they
+    # run on this machine under our OS user: their reading is the load's work.
+    source = Source.opened_with(dataclasses.replace(options, backend_niceness=LOAD_NICENESS))
     try:
         with ThreadPoolExecutor(max_workers=parts + 1, thread_name_prefix="kenbun-read") as readers:
             layout = load_unit(source, unit, parts, readers)

@@ -29,10 +29,10 @@ from kenbun_analytics.load import (
     ChildLoads,
     arrow_frame,
     load_unit,
-    lower_priority,
     missing_leads,
     raw_events_frame,
 )
+from kenbun_analytics.priority import lower_thread
 from kenbun_analytics.source import Changes, Source
 from kenbun_analytics.store import Snapshot, SnapshotStore, next_version
 
@@ -92,7 +92,7 @@ class Refresher:
         self._readers = ThreadPoolExecutor(
             max_workers=self._load_parts + 1,
             thread_name_prefix="kenbun-read",
-            initializer=lower_priority,
+            initializer=lower_thread,
         )
         self._on_refresh = on_refresh
         self._clock = clock

@@ -28,6 +28,7 @@ import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 
 from kenbun_analytics.errors import SourceError
+from kenbun_analytics.priority import lower_server_process
 
 # Only the events that can ever count: not the duplicate of a normalized pair and
 # holding at least one UTM key with a non-empty value. score_delta comes as its
@@ -167,6 +168,7 @@ class SourceOptions:
     statement_timeout_seconds: float
     application_name: str
     connections: int
+    backend_niceness: int
 
 
 class Source:
@@ -178,6 +180,11 @@ class Source:
     A failed call closes its connection and the idle ones; the next call opens a
     new one. Every
     failure surfaces as :class:`SourceError` with no SQL in its text.
+
+    With ``backend_niceness`` (for background reads), each connection's server
+    process runs its statements without parallel workers and is lowered by that
+    much where it runs on this machine under our OS user
+    (:func:`lower_backend_priority`).
     """
 
     def __init__(
@@ -187,12 +194,15 @@ class Source:
         statement_timeout_seconds: float = 120.0,
         application_name: str = "kenbun-analytics",
         connections: int = 2,
+        backend_niceness: int = 0,
     ) -> None:
         self._url = _with_connect_timeout(url, 10)
         self._statement_timeout_ms = int(statement_timeout_seconds * 1000)
         if not re.fullmatch(r"[a-z-]{1,40}", application_name):
             raise ValueError(application_name)
-        self.options = SourceOptions(url, statement_timeout_seconds, application_name, connections)
+        self.options = SourceOptions(
+            url, statement_timeout_seconds, application_name, connections, backend_niceness
+        )
         self._application_name = application_name
         self._lock = threading.Lock()
         """Guards ``_idle``; migrations also take it."""
@@ -206,6 +216,7 @@ class Source:
             statement_timeout_seconds=options.statement_timeout_seconds,
             application_name=options.application_name,
             connections=options.connections,
+            backend_niceness=options.backend_niceness,
         )
 
     def close(self) -> None:
@@ -222,6 +233,11 @@ class Source:
             # The snapshot reads sort and hash a whole org unit's aliases and deals;
             # PostgreSQL's default 4MB spills them to disk.
             cursor.execute(f"SET work_mem = '{WORK_MEM}'")
+            if self.options.backend_niceness:
+                # Parallel workers would be server processes of their own, at the
+                # server's priority: this session's statements run in its process alone.
+                cursor.execute("SET max_parallel_workers_per_gather = 0")
+                lower_backend_priority(cursor, self.options.backend_niceness)
         return connection
 
     @contextlib.contextmanager
@@ -369,6 +385,16 @@ class Source:
 
     def account_deals_of(self, org_unit_id: str) -> pa.Table:
         return self.query("load deals", ACCOUNT_DEALS_OF_ORG_UNIT, (org_unit_id,))
+
+
+def lower_backend_priority(cursor: Any, niceness: int) -> bool:
+    """Lower the CPU priority of this connection's server process by ``niceness``
+    where it runs on this machine under our OS user; whether it was lowered
+    (:func:`kenbun_analytics.priority.lower_server_process`)."""
+    cursor.execute("SELECT pg_backend_pid() AS pid, inet_client_port() AS port")
+    row = cursor.fetch_arrow_table().to_pylist()[0]
+    client = "[local]" if row["port"] is None else f"({row['port']})"
+    return lower_server_process(row["pid"], client, niceness)
 
 
 def _close_quietly(connection: Any) -> None:
