@@ -38,8 +38,7 @@ def lower_thread(niceness: int = LOAD_NICENESS) -> None:
     """Lower the calling thread's CPU priority by ``niceness`` (Linux: niceness is
     per thread, and threads started later inherit it)."""
     with contextlib.suppress(OSError, AttributeError):
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + niceness)
+        _renice(threading.get_native_id(), niceness)
 
 
 def lower_server_process(pid: int, client: str, niceness: int = LOAD_NICENESS) -> bool:
@@ -55,12 +54,17 @@ def lower_server_process(pid: int, client: str, niceness: int = LOAD_NICENESS) -
         title = Path(f"/proc/{pid}/cmdline").read_bytes()
         if not (title.startswith(b"postgres: ") and client.encode() in title):
             return False
-        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + niceness)
+        _renice(pid, niceness)
     except (OSError, AttributeError):  # not ours to lower, or not Linux
         return False
     if os.getsid(pid) == pid:  # its group is its session's, and the session is its own
         _lower_autogroup(pid, niceness)
     return True
+
+
+def _renice(who: int, niceness: int) -> None:
+    """Add ``niceness`` to a thread's or process's (the kernel caps it at 19)."""
+    os.setpriority(os.PRIO_PROCESS, who, os.getpriority(os.PRIO_PROCESS, who) + niceness)
 
 
 def _lower_autogroup(pid: int, niceness: int) -> None:

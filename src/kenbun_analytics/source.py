@@ -387,14 +387,14 @@ class Source:
         return self.query("load deals", ACCOUNT_DEALS_OF_ORG_UNIT, (org_unit_id,))
 
 
-def lower_backend_priority(cursor: Any, niceness: int) -> bool:
+def lower_backend_priority(cursor: Any, niceness: int) -> None:
     """Lower the CPU priority of this connection's server process by ``niceness``
-    where it runs on this machine under our OS user; whether it was lowered
+    where it runs on this machine under our OS user
     (:func:`kenbun_analytics.priority.lower_server_process`)."""
     cursor.execute("SELECT pg_backend_pid() AS pid, inet_client_port() AS port")
     row = cursor.fetch_arrow_table().to_pylist()[0]
     client = "[local]" if row["port"] is None else f"({row['port']})"
-    return lower_server_process(row["pid"], client, niceness)
+    lower_server_process(row["pid"], client, niceness)
 
 
 def _close_quietly(connection: Any) -> None:
