@@ -82,7 +82,6 @@ def facts() -> tuple[pl.DataFrame, pl.DataFrame]:
             {
                 **blank,
                 "lead_key": lead_key(lead),
-                "lead_id": lead,
                 "is_mql": mql,
                 "account_id": account,
                 "score": 1,
@@ -279,7 +278,7 @@ def test_an_incremental_update_answers_like_a_full_build(
                 campaign_leads(
                     built.events,
                     built.leads,
-                    rows=built.indexes[key].rows_of(built.codes[key][name], 0, built.events.height),
+                    rows=built.rows_of(key, built.codes[key][name], 0, built.events.height),
                 ).rows()
                 for built in (updated, fresh)
             ]
@@ -308,14 +307,21 @@ def in_place_changes(before: dict[int, Event]) -> st.SearchStrategy[dict[int, Ev
     )
 
 
+@pytest.mark.parametrize("indexed_values", [-1, layout_module.INDEXED_VALUES])
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), before=st.dictionaries(st.integers(0, 40), EVENTS, min_size=1, max_size=25))
 def test_a_patched_layout_is_the_layout_of_its_own_events(
-    data: st.DataObject, before: dict[int, Event]
+    indexed_values: int, data: st.DataObject, before: dict[int, Event]
 ) -> None:
     """An update that moves no row is patched, not rebuilt: its pair indices,
     value indexes and day totals are exactly those derived afresh from its events
-    (tombstones included), and it answers like a full build of the final events."""
+    (tombstones included), and it answers like a full build of the final events.
+    With every key indexed, and with none (few values: their codes are scanned)."""
+    with patch.object(layout_module, "INDEXED_VALUES", indexed_values):
+        check_patched_layout(data, before)
+
+
+def check_patched_layout(data: st.DataObject, before: dict[int, Event]) -> None:
     changes = data.draw(in_place_changes(before))
     final = {i: event for i, event in {**before, **changes}.items() if event is not None}
     start = data.draw(st.none() | MOMENTS)
@@ -328,9 +334,11 @@ def test_a_patched_layout_is_the_layout_of_its_own_events(
     assert patched is not None
     derived = derive(base_of(patched), patched.dictionaries, patched.leads, patched.accounts)
     assert patched.events.equals(derived.events)
+    assert patched.indexes.keys() == derived.indexes.keys()
+    for key, index in derived.indexes.items():
+        assert patched.indexes[key].rows.equals(index.rows)
+        assert patched.indexes[key].offsets.equals(index.offsets)
     for key in ("campaign", "source", "medium"):
-        assert patched.indexes[key].rows.equals(derived.indexes[key].rows)
-        assert patched.indexes[key].offsets.equals(derived.indexes[key].offsets)
         assert patched.days[key].equals(derived.days[key])
         assert patched.codes[key] == derived.codes[key]
     fresh = built_from(raw_events(final))
@@ -349,6 +357,33 @@ def test_an_update_that_moves_a_row_is_derived_afresh() -> None:
     assert patch_layout(old, ids, raw_events({2: ("b", "s", "L2", 2, 1)})) is not None
 
 
+@pytest.mark.parametrize(
+    ("values", "narrow", "wide"), [(256, pl.UInt8, pl.UInt16), (65_536, pl.UInt16, pl.UInt32)]
+)
+def test_codes_widen_when_a_dictionary_outgrows_them(
+    values: int, narrow: type[pl.DataType], wide: type[pl.DataType]
+) -> None:
+    """Codes take the narrowest width their dictionary allows; an update that
+    adds the value one past it is derived afresh with wider codes, and the
+    first and the new value still answer."""
+    before = {i: (f"c{i}", "s", "L1", 0, 1) for i in range(values)}
+    old = built_from(raw_events(before))
+    assert old.events.schema["campaign"] == narrow
+    assert old.events.schema["source"] == pl.UInt8
+    added = {values: ("new", "s", "L2", 1, 5)}
+    ids = pl.Series("event_id", [values], dtype=pl.Int64)
+    assert patch_layout(old, ids, raw_events(added)) is None
+    updated = update(old, ids, raw_events(added))
+    assert updated.events.schema["campaign"] == wide
+    assert updated.days["campaign"].schema["campaign"] == wide
+    answers = {row[0]: row[1:5] for row in aggregate(updated, "campaign", None)}
+    assert answers["c0"] == (1, 1, 1, 1)
+    assert answers["new"] == (1, 1, 0, 5)
+    assert aggregate(updated, "campaign", None) == aggregate(
+        built_from(raw_events({**before, **added})), "campaign", None
+    )
+
+
 @settings(max_examples=50, deadline=None)
 @given(events=st.dictionaries(st.integers(0, 40), EVENTS, max_size=25))
 def test_packed_and_stable_orderings_build_the_same_layout(events: dict[int, Event]) -> None:
@@ -357,9 +392,10 @@ def test_packed_and_stable_orderings_build_the_same_layout(events: dict[int, Eve
     with patch.object(layout_module, "PACKED_BITS", 0):
         stable = built_from(raw_events(events))
     assert packed.events.equals(stable.events)
-    for key in ("campaign", "source", "medium"):
-        assert packed.indexes[key].rows.equals(stable.indexes[key].rows)
-        assert packed.indexes[key].offsets.equals(stable.indexes[key].offsets)
+    assert packed.indexes.keys() == stable.indexes.keys()
+    for key, index in stable.indexes.items():
+        assert packed.indexes[key].rows.equals(index.rows)
+        assert packed.indexes[key].offsets.equals(index.offsets)
 
 
 def test_campaign_leads_orders_and_limits() -> None:
@@ -369,12 +405,12 @@ def test_campaign_leads_orders_and_limits() -> None:
     frame = campaign_leads(
         built.events,
         built.leads,
-        rows=built.indexes["campaign"].rows_of(code, 0, built.events.height),
+        rows=built.rows_of("campaign", code, 0, built.events.height),
         limit=2,
     )
     assert [tuple(r) for r in frame.select("lead_id", "score").iter_rows()] == [
-        ("L3", 1),
-        ("L1", 1),
+        (str(uuid.UUID(int=lead_key("L3"))), 1),
+        (str(uuid.UUID(int=lead_key("L1"))), 1),
     ]
 
 
@@ -388,23 +424,30 @@ def test_campaign_leads_orders_and_limits() -> None:
         ("c", 0, 6, [3]),
     ],
 )
-def test_value_index_finds_a_values_rows_in_a_window(
-    value: str, lo: int, hi: int, expected: list[int]
+@pytest.mark.parametrize("indexed_values", [-1, layout_module.INDEXED_VALUES])
+def test_rows_of_finds_a_values_rows_in_a_window(
+    indexed_values: int, value: str, lo: int, hi: int, expected: list[int]
 ) -> None:
-    """The index gives exactly the rows of one value inside [lo, hi)."""
-    built = layout(
-        [
-            ("a", None, 0, 0),
-            ("b", None, 1, 0),
-            ("a", None, 2, 0),
-            ("c", None, 3, 0),
-            ("b", None, 4, 0),
-            ("a", None, 5, 0),
-            (None, None, 6, 0),
-        ]
-    )
+    """The index, or the scan of a key without one, gives exactly the rows of
+    one value inside [lo, hi)."""
+    with patch.object(layout_module, "INDEXED_VALUES", indexed_values):
+        built = layout(
+            [
+                ("a", None, 0, 0),
+                ("b", None, 1, 0),
+                ("a", None, 2, 0),
+                ("c", None, 3, 0),
+                ("b", None, 4, 0),
+                ("a", None, 5, 0),
+                (None, None, 6, 0),
+            ]
+        )
+    assert ("campaign" in built.indexes) == (indexed_values < 0)
     code = built.codes["campaign"][value]
-    assert built.indexes["campaign"].rows_of(code, lo, hi).to_list() == expected
+    rows = built.rows_of("campaign", code, lo, hi)
+    assert rows.dtype == pl.UInt32
+    assert rows.to_list() == expected
+    assert built.rows_of("campaign", None, lo, hi).to_list() == []
 
 
 def test_lead_keys_encode_row_for_row_around_nulls() -> None:

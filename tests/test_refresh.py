@@ -351,9 +351,11 @@ def assert_same_layout(got: Layout, expected: Layout, *, flags: bool = False) ->
             assert known_sorted(got_frame) == known_sorted(expected_frame), name
     for key in (*KEYS, "lead_key"):
         assert got.dictionaries.of(key).equals(expected.dictionaries.of(key)), key
+    assert got.indexes.keys() == expected.indexes.keys()
+    for key, index in expected.indexes.items():
+        assert got.indexes[key].rows.equals(index.rows), key
+        assert got.indexes[key].offsets.equals(index.offsets), key
     for key in KEYS:
-        assert got.indexes[key].rows.equals(expected.indexes[key].rows), key
-        assert got.indexes[key].offsets.equals(expected.indexes[key].offsets), key
         assert got.days[key].equals(expected.days[key]), key
         assert got.codes[key] == expected.codes[key], key
 

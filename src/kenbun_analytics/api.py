@@ -143,11 +143,8 @@ def leads_body(
     layout = snapshot.layout
     lo, hi = queries.window_rows(layout.events.get_column("occurred_at"), start, end)
     code = layout.codes[group_by].get(campaign_name)
-    index = layout.indexes[group_by]
     rows = queries.campaign_leads(
-        layout.events,
-        layout.leads,
-        rows=index.rows_of(code, lo, hi) if code is not None else index.rows.clear(),
+        layout.events, layout.leads, rows=layout.rows_of(group_by, code, lo, hi)
     )
     return json_encoder.encode(
         LeadsEnvelope(campaign_name=campaign_name, leads=msgspec.Raw(json_array(rows)))

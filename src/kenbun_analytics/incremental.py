@@ -16,7 +16,8 @@ row moves. Then every derived structure is patched where the change reaches:
   from the value index again.
 
 Otherwise (a changed time, an event arriving before the last one, new per-lead
-facts) rows would shift, and the layout is derived afresh from its events. The
+facts) rows would shift, or (a dictionary growing past 256 or 65,536 values)
+a code column would widen, and the layout is derived afresh from its events. The
 tombstones go at the next full load or shifting update.
 """
 
@@ -37,13 +38,16 @@ from kenbun_analytics.layout import (
     Layout,
     ValueIndex,
     _previous_of_pair,
+    account_of,
     base_of,
     build,
+    code_dtypes,
     code_of,
     day_number,
     day_totals,
     derive,
     encode_events,
+    indexed,
     merge_events,
     with_lead_facts,
     with_new_leads,
@@ -123,7 +127,13 @@ def patch(
     if later.len() and later.min() < events["occurred_at"][-1]:
         return None  # decided before encoding anything: update() derives afresh
     current, dictionaries = encode_events(arrived, layout.dictionaries)
+    if code_dtypes(dictionaries) != events.select(KEYS).schema or any(
+        indexed(dictionaries.of(key).len()) != (key in layout.indexes) for key in KEYS
+    ):
+        return None  # a dictionary outgrew its codes' width: update() derives afresh
     leads = with_new_leads(layout.leads, layout.accounts, dictionaries, new_leads)
+    # The patch works with each event's account; the layout keeps none (account_of).
+    events = events.with_columns(account_of(leads))
     placed = with_lead_facts(current, leads).with_columns(rows)
     appended = placed.filter(pl.col("row").is_null()).drop("row")
     # Each changed row in row order: its current version, or a tombstone.
@@ -144,8 +154,9 @@ def patch(
     days = {}
     for key in KEYS:
         left, joined = _moves(events, patched, changed, appended_rows, key)
-        index = _patched_index(layout.indexes[key], dictionaries.of(key).len(), left, joined)
-        indexes[key] = index
+        index = layout.indexes.get(key)
+        if index is not None:
+            index = indexes[key] = _patched_index(index, dictionaries.of(key).len(), left, joined)
         touched = pl.concat([changed, appended_rows, moved[key]]).unique().sort()
         days[key] = _patched_days(
             layout.days[key],
@@ -154,11 +165,11 @@ def patch(
             accounts=layout.accounts,
             key=key,
             left=_left_cells(events, left, key),
-            occurred_at=patched.get_column("occurred_at"),
+            events=patched,
             index=index,
         )
     return Layout(
-        events=patched,
+        events=patched.drop("account"),
         leads=leads,
         accounts=layout.accounts,
         dictionaries=dictionaries,
@@ -357,13 +368,13 @@ def _patched_days(
     accounts: pl.DataFrame,
     key: str,
     left: pl.DataFrame,
-    occurred_at: pl.Series,
-    index: ValueIndex,
+    events: pl.DataFrame,
+    index: ValueIndex | None,
 ) -> pl.DataFrame:
     """Day totals plus the sums of the rows ``after`` minus those of the same rows
     ``before``. The first and last times of a cell can only grow by the rows
     ``after``, except in the cells an event ``left``: those are read again from
-    ``index``."""
+    ``events`` (the patched ones), through ``index`` when the key has one."""
 
     def summed(frames: list[pl.DataFrame]) -> pl.DataFrame:
         return (
@@ -391,9 +402,7 @@ def _patched_days(
     recomputed = summed([touched.drop("cell"), change.select(totals.columns)]).filter(
         pl.col("total_events") > 0
     )
-    bounds = _cell_bounds(
-        recomputed.join(left, on=["day", key], how="semi"), key, occurred_at, index
-    )
+    bounds = _cell_bounds(recomputed.join(left, on=["day", key], how="semi"), key, events, index)
     recomputed = (
         recomputed.join(bounds, on=["day", key], how="left", suffix="_again")
         .with_columns(
@@ -412,11 +421,29 @@ def _patched_days(
 
 
 def _cell_bounds(
-    cells: pl.DataFrame, key: str, occurred_at: pl.Series, index: ValueIndex
+    cells: pl.DataFrame, key: str, events: pl.DataFrame, index: ValueIndex | None
 ) -> pl.DataFrame:
-    """The first and last event time of each (day, code) cell, read from the
-    code's rows in ``index`` (every cell here holds events)."""
+    """The first and last event time of each (day, code) cell (every cell here
+    holds events): from the code's rows in ``index``, or without one by
+    scanning the events of the cells' days."""
+    occurred_at = events.get_column("occurred_at")
     micros = occurred_at.to_physical()
+    if index is None:
+        days = cells.get_column("day").unique().cast(pl.Int64)
+        starts = micros.search_sorted(days * DAY, side="left")
+        ends = micros.search_sorted((days + 1) * DAY, side="left")
+        scanned = pl.select(pl.int_ranges(starts, ends, dtype=pl.UInt32)).to_series().explode()
+        return (
+            events.select(key, "occurred_at")
+            .gather(scanned)
+            .with_columns(day_number())
+            .join(cells.select("day", key), on=["day", key], how="semi")
+            .group_by("day", key)
+            .agg(
+                pl.col("occurred_at").min().alias("first_event_at"),
+                pl.col("occurred_at").max().alias("last_event_at"),
+            )
+        )
     days = cells.get_column("day").cast(pl.Int64)
     day_starts = micros.search_sorted(days * DAY, side="left").to_numpy()
     day_ends = micros.search_sorted((days + 1) * DAY, side="left").to_numpy()

@@ -188,6 +188,7 @@ def read_layout(directory: Path) -> Layout:
                 rows=frame(f"rows.{key}").to_series(), offsets=frame(f"offsets.{key}").to_series()
             )
             for key in KEYS
+            if (directory / f"rows.{key}.arrow").exists()
         },
         days={key: frame(f"days.{key}") for key in KEYS},
         codes={key: code_of(dictionaries.of(key)) for key in KEYS},

@@ -17,7 +17,15 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from kenbun_analytics.layout import CODE, DAY, MONEY, Layout, deal_sums, names_frame
+from kenbun_analytics.layout import (
+    DAY,
+    MONEY,
+    Layout,
+    account_of,
+    deal_sums,
+    names_frame,
+    uuid_text,
+)
 
 DRILLDOWN_LIMIT = 500
 LEAD_COLUMNS = (
@@ -120,6 +128,7 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     """
     events = layout.events.lazy()
     accounts = layout.accounts.lazy()
+    account = account_of(layout.leads)
     day_rows = layout.days[group_by]
     split = day_split(layout.events.get_column("occurred_at"), day_rows.get_column("day"), lo, hi)
     pieces: list[pl.LazyFrame] = []
@@ -128,9 +137,8 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
         # Events without a value form one null group, dropped at the end.
         raw = pl.concat([events.slice(a, b - a) for a, b in split.raw])
         first_of_lead = (pl.col(f"{group_by}_prev_lead") < lo) & pl.col("lead").is_not_null()
-        first_of_account = (pl.col(f"{group_by}_prev_account") < lo) & pl.col(
-            "account"
-        ).is_not_null()
+        # Events without an account reach no deal: the inner join in deal_sums drops them.
+        first_of_account = pl.col(f"{group_by}_prev_account") < lo
         pieces.append(
             raw.group_by(group_by).agg(
                 pl.len().cast(pl.Int64).alias("total_events"),
@@ -142,9 +150,7 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
             )
         )
         pieces.append(
-            deal_sums(
-                raw.filter(first_of_account).select(group_by, "account"), accounts, [group_by]
-            )
+            deal_sums(raw.filter(first_of_account).select(group_by, account), accounts, [group_by])
         )
     start, end = split.days
     if end > start:
@@ -153,6 +159,7 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
             .slice(start, end - start)
             .drop("day")
             .rename({"new_leads": "unique_leads", "new_mqls": "mql_count"})
+            .with_columns(pl.col("total_events", "unique_leads", "mql_count").cast(pl.Int64))
         )
     whole_start, whole_end = split.whole
     if whole_end > whole_start and lo > 0:
@@ -169,13 +176,18 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
         account_came_back = pl.col(f"{group_by}_prev_account").is_between(0, lo - 1)
         pieces.append(
             deal_sums(
-                whole.filter(account_came_back).select(group_by, "account"), accounts, [group_by]
+                whole.filter(account_came_back).select(group_by, account), accounts, [group_by]
             )
         )
-    names = names_frame(layout.dictionaries.of(group_by)).lazy().rename({"code": group_by})
+    code = layout.events.schema[group_by]  # as narrow as the dictionary allows
+    names = (
+        names_frame(layout.dictionaries.of(group_by))
+        .lazy()
+        .select(pl.col("code").cast(code).alias(group_by), "name")
+    )
     zero = pl.lit(0).cast(MONEY)
     # The empty frame first gives every piece every column.
-    empty = pl.LazyFrame(schema={group_by: CODE, **CAMPAIGN_ROW}).drop("name")
+    empty = pl.LazyFrame(schema={group_by: code, **CAMPAIGN_ROW}).drop("name")
     return (
         pl.concat([empty, *pieces], how="diagonal")
         .group_by(group_by)
@@ -212,18 +224,19 @@ def campaign_leads(
 ) -> pl.DataFrame:
     """The leads behind one value, most recent first touch first, then lead_id.
 
-    ``rows`` are the value's events inside the window (``ValueIndex.rows_of``).
+    ``rows`` are the value's events inside the window (``Layout.rows_of``).
     Everything here costs in proportion to those rows, never to the org unit:
     the touched rows are gathered first, the touches are aggregated per lead
     code, and the lead facts (``leads`` is in lead-code order) are gathered for
     the at most ``limit`` leads kept. Only leads whose first touch can still
-    make the cut (the ``limit`` latest, ties included) get their lead_id, which
-    breaks ties in the order.
+    make the cut (the ``limit`` latest, ties included) get their key, which
+    breaks ties: a uuid's canonical text (fixed width, lowercase hex) sorts as
+    its 128-bit integer does, so ordering by key is ordering by lead_id.
     """
     touched = pl.DataFrame(
         [events.get_column(name).gather(rows) for name in ("lead", "occurred_at")]
     )
-    lead_ids = leads.get_column("lead_id")
+    lead_keys = leads.get_column("lead_key")
     candidates = (
         touched.lazy()
         .filter(pl.col("lead").is_not_null())
@@ -237,15 +250,15 @@ def campaign_leads(
         threshold = candidates.get_column("first_touch_at").top_k(limit).min()
         candidates = candidates.filter(pl.col("first_touch_at") >= threshold)
     top = (
-        candidates.with_columns(lead_ids.gather(candidates.get_column("lead")))
-        .sort(["first_touch_at", "lead_id"], descending=[True, False])
+        candidates.with_columns(lead_keys.gather(candidates.get_column("lead")))
+        .sort(["first_touch_at", "lead_key"], descending=[True, False])
         .head(limit)
     )
     codes = top.get_column("lead")
     facts = pl.DataFrame([leads.get_column(name).gather(codes) for name in LEAD_COLUMNS])
     return pl.concat(
         [
-            top.select("lead_id"),
+            uuid_text(top.get_column("lead_key")).alias("lead_id").to_frame(),
             facts.with_columns(pl.col("score").fill_null(0)),
             top.select("first_touch_at", "last_touch_at"),
         ],

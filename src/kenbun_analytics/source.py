@@ -87,7 +87,6 @@ WITH unit_leads AS (
     ORDER BY d.account_id, d.created_at DESC, d.id DESC
 )
 SELECT l.id AS lead_key,
-       l.id::text AS lead_id,
        COALESCE(lower(trim(l.engagement_level)) IN ('warm', 'hot'), false) AS is_mql,
        l.account_id::text AS account_id,
        COALESCE(a.email, a.phone, a.social, a.external_id, a.cookie) AS display_name,
