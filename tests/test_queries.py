@@ -34,6 +34,7 @@ from kenbun_analytics.layout import (
 from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+HOURS = timedelta(hours=1)
 
 
 def day(n: int | timedelta) -> datetime:
@@ -173,12 +174,45 @@ def rows(
             [("a", 1, 1, 1, 1, 2, Decimal("100.50"))],
         ),
         ([("a", "L1", 0, 1), ("a", "L1", 2, 1)], (3, 5), []),
+        # Windows starting in the middle of a day with events on both sides:
+        # a pair's previous event on that day may lie before the start or not.
+        (
+            [("a", "L1", HOURS * 10, 1), ("a", "L1", HOURS * 14, 1), ("a", "L1", HOURS * 50, 1)],
+            (HOURS * 12, None),
+            [("a", 2, 1, 1, 2, 2, Decimal("100.50"))],
+        ),
+        (
+            [("a", "L1", HOURS * 10, 1), ("a", "L2", HOURS * 13, 1), ("a", "L1", HOURS * 50, 1)],
+            (HOURS * 12, None),
+            [("a", 2, 2, 1, 2, 2, Decimal("100.50"))],
+        ),
+        (
+            [("a", "L1", HOURS * 10, 1), ("a", "L2", HOURS * 13, 1), ("a", "L1", HOURS * 50, 1)],
+            (HOURS * 12, HOURS * 60),
+            [("a", 2, 2, 1, 2, 2, Decimal("100.50"))],
+        ),
+        (
+            [("a", "L3", HOURS * 10, 1), ("a", "L1", HOURS * 13, 1), ("a", "L1", HOURS * 50, 1)],
+            (HOURS * 12, None),
+            [("a", 2, 1, 1, 2, 2, Decimal("100.50"))],
+        ),
+        (
+            [("a", "L2", HOURS * 10, 0), ("a", "L3", HOURS * 13, 0), ("a", "L1", HOURS * 50, 0)],
+            (HOURS * 12, None),
+            [("a", 2, 2, 1, 0, 2, Decimal("100.50"))],
+        ),
+        (
+            [("a", "L2", HOURS * 10, 0), ("a", "L2", HOURS * 13, 0), ("a", "L1", HOURS * 50, 0)],
+            (HOURS * 12, None),
+            [("a", 2, 2, 1, 0, 2, Decimal("100.50"))],
+        ),
     ],
 )
 def test_campaign_rows(
     events: list[Any], window: tuple[int | None, int | None], expected: list[tuple[Any, ...]]
 ) -> None:
-    """Counts, distinct leads (also when a pair's earlier events fall before the window), MQLs, points, deals once."""
+    """Counts, distinct leads (also when a pair's earlier events fall before the
+    window, on an earlier day or earlier the same day), MQLs, points, deals once."""
     assert rows(layout(events), *window) == expected
 
 

@@ -7,17 +7,18 @@ row moves. Then every derived structure is patched where the change reaches:
 - a changed event's row takes its current version, or becomes a *tombstone*
   (no event id, lead, account or values, so it counts nowhere) when it is gone;
   new events are appended;
-- the pair indices are recomputed only over the rows of the leads and accounts
-  that a changed event had or has: a pair of any other lead or account has the
-  same rows as before;
+- the previous-day columns are recomputed only over the rows of the leads and
+  accounts that a changed event had or has: a pair of any other lead or account
+  has the same rows as before;
 - a value index changes only for the values an event left or joined;
 - the day totals change by the sums of the rows whose contribution changed
   (new minus old), and the cells an event left get their first and last times
-  from the value index again.
+  again, from the value index or from the events of their day.
 
 Otherwise (a changed time, an event arriving before the last one, new per-lead
-facts) rows would shift, or (a dictionary growing past 256 or 65,536 values)
-a code column would widen, and the layout is derived afresh from its events. The
+facts) rows would shift, or (a dictionary growing past 256 or 65,536 values,
+events spanning 65,536 days) a column would widen, and the layout is derived
+afresh from its events. The
 tombstones go at the next full load or shifting update.
 """
 
@@ -33,6 +34,7 @@ from kenbun_analytics.layout import (
     BASE_EVENTS,
     DAY,
     KEYS,
+    NO_PREVIOUS,
     PAIRS,
     ROW,
     Layout,
@@ -47,8 +49,12 @@ from kenbun_analytics.layout import (
     day_totals,
     derive,
     encode_events,
+    event_days,
     indexed,
     merge_events,
+    previous_day,
+    previous_day_dtype,
+    previous_days,
     with_lead_facts,
     with_new_leads,
 )
@@ -148,7 +154,10 @@ def patch(
             _scattered(events.get_column(name), changed, replaced.get_column(name)), appended
         )
     patched = pl.DataFrame(columns).select(*BASE_EVENTS.names(), "is_mql", "account")
-    patched, moved = _patched_pairs(events, patched, changed)
+    event_day = event_days(patched.get_column("occurred_at"))
+    if previous_day_dtype(event_day) != events.schema[previous_day(*PAIRS[0])]:
+        return None  # the days outgrew their width: update() derives afresh
+    patched, moved = _patched_pairs(events, patched, changed, event_day)
     appended_rows = pl.int_range(height, patched.height, dtype=pl.UInt32, eager=True)
     indexes = {}
     days = {}
@@ -200,10 +209,11 @@ def _appended(column: pl.Series, appended: pl.DataFrame) -> pl.Series:
 
 
 def _patched_pairs(
-    events: pl.DataFrame, patched: pl.DataFrame, changed: pl.Series
+    events: pl.DataFrame, patched: pl.DataFrame, changed: pl.Series, days: pl.Series
 ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
-    """``patched`` with its pair indices, and per UTM key the old rows whose
-    first-of-pair flag (previous event -1) changed.
+    """``patched`` with its previous-day columns, and per UTM key the old rows
+    whose first-of-pair flag (no previous event) changed. ``days`` are the
+    :func:`event_days` of ``patched``.
 
     A (key, lead) chain changes only where a changed row got another value of
     the key or another lead (a tombstone has neither), or where rows were
@@ -241,32 +251,36 @@ def _patched_pairs(
         subset = patched.select(*moving, other).gather(rows)
         old_rows = rows.filter(rows < height)
         for key in moving:
-            name = f"{key}_prev_{other}"
+            name = previous_day(key, other)
             local = _previous_of_pair(subset, key, other)
             previous = pl.select(
                 pl.when(local >= 0)
                 .then(pl.lit(rows.cast(ROW)).gather(local.clip(0)))
                 .otherwise(pl.lit(-1, dtype=ROW))
             ).to_series()
+            column = events.get_column(name)
             columns[name] = _scattered(
-                _extended(events.get_column(name), patched.height), rows, previous
+                _extended(column, patched.height),
+                rows,
+                previous_days(previous, days, column.dtype),
             )
-            was = events.get_column(name).gather(old_rows) == -1
-            now = columns[name].gather(old_rows) == -1
+            was = column.gather(old_rows) == NO_PREVIOUS
+            now = columns[name].gather(old_rows) == NO_PREVIOUS
             flipped[key].append(old_rows.filter(was != now))
     patched = patched.with_columns(
         columns.get(name, events.get_column(name)).alias(name)
-        for name in (f"{key}_prev_{other}" for key, other in PAIRS)
+        for name in (previous_day(key, other) for key, other in PAIRS)
     )
     return patched, {key: pl.concat([changed.clear(), *rows]) for key, rows in flipped.items()}
 
 
 def _extended(column: pl.Series, height: int) -> pl.Series:
-    """A pair index column extended with -1 (no previous event) to ``height`` rows."""
+    """A previous-day column extended with :data:`NO_PREVIOUS` to ``height`` rows."""
     if column.len() == height:
         return column
     return pl.concat(
-        [column, pl.repeat(-1, height - column.len(), dtype=ROW, eager=True)], rechunk=True
+        [column, pl.repeat(NO_PREVIOUS, height - column.len(), dtype=column.dtype, eager=True)],
+        rechunk=True,
     )
 
 

@@ -6,13 +6,17 @@ one contiguous slice found by binary search. Texts become dense integer codes
 one dictionary per UTM key, one for lead ids and one for account ids.
 
 Distinct counts are precomputed as run boundaries. For each UTM key K and each
-event, ``K_prev_lead`` is the row index of the previous event with the same
-(K value, lead), or -1. In the slice [lo, hi), an event whose previous pair
-event lies before ``lo`` is the first of its pair in the window, so the
-distinct leads of a value are simply the count of such events; no hashing of
-pairs per request. ``K_prev_account`` does the same for (K value, account of
-the lead), which makes "each reachable deal once" a sum over the first event
-of every (value, account) pair.
+event, ``K_prev_lead_day`` is the day of the previous event with the same
+(K value, lead): 1 for the first event's UTC day, 2 for the next, and 0 when
+there is none (two bytes an event while the events span under 179 years). In
+the slice [lo, hi), an event whose previous pair event lies before ``lo`` is
+the first of its pair in the window, so the distinct leads of a value are
+simply the count of such events; no hashing of pairs per request. A day says
+"before lo" exactly, except for the day of row lo - 1 when the window starts
+in the middle of it: the queries settle that one day by hashing its pairs
+(:func:`kenbun_analytics.queries.campaign_rows`). ``K_prev_account_day`` does
+the same for (K value, account of the lead), which makes "each reachable deal
+once" a sum over the first event of every (value, account) pair.
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ CODE = pl.UInt32()
 ROW = pl.Int32()
 PAIRS = tuple((key, other) for key in KEYS for other in ("lead", "account"))
 """The (UTM key, lead or account) pairs that get a previous-event column each."""
+NO_PREVIOUS = 0
+"""The previous-event day of an event that is the first of its pair."""
+
+
+def previous_day(key: str, other: str) -> str:
+    """The name of the column of the day of each event's previous (key value, other) event."""
+    return f"{key}_prev_{other}_day"
+
+
 DAY = 86_400_000_000
 """Microseconds in a UTC day; day numbers count them from the epoch."""
 
@@ -364,7 +377,7 @@ def _previous_of_pair(frame: pl.DataFrame, key: str, other: str) -> pl.Series:
         .then(pl.col("row").shift(1).cast(ROW))
         .otherwise(pl.lit(-1, dtype=ROW))
     ).to_series()
-    result = pl.repeat(-1, frame.height, dtype=ROW, eager=True).alias(f"{key}_prev_{other}")
+    result = pl.repeat(-1, frame.height, dtype=ROW, eager=True)
     result.scatter(ordered.get_column("row"), previous)
     return result
 
@@ -409,10 +422,43 @@ def value_index(codes: pl.Series, names: int) -> ValueIndex:
     return ValueIndex(rows=ordered.get_column("row"), offsets=offsets)
 
 
+def event_days(occurred_at: pl.Series) -> pl.Series:
+    """Each event's UTC day, counting the first event's (``occurred_at`` is sorted) as 1."""
+    days = occurred_at.to_physical() // DAY
+    first = days.first()
+    return (days - (0 if first is None else first) + 1).cast(pl.UInt32).alias("day")
+
+
+def previous_day_dtype(days: pl.Series) -> pl.DataType:
+    """UInt16 while :func:`event_days` stays below 65,536, else UInt32."""
+    last = days.max()
+    return pl.UInt16() if last is None or int(last) < 1 << 16 else pl.UInt32()  # type: ignore[arg-type]
+
+
+def previous_days(rows: pl.Series, days: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """The day (``days``, from :func:`event_days`) of each of ``rows``, and
+    :data:`NO_PREVIOUS` where the row is -1."""
+    return pl.select(
+        pl.when(rows >= 0)
+        .then(pl.lit(days).gather(rows.clip(0)))
+        .otherwise(NO_PREVIOUS)
+        .cast(dtype)
+        .alias(rows.name)
+    ).to_series()
+
+
 def derive_events(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
-    """The query frame: base events plus each lead's MQL flag and account, and the pair indices."""
+    """The query frame: base events plus each lead's MQL flag and account, and
+    the day of each event's previous event of each pair."""
     events = with_lead_facts(base, leads)
-    return events.with_columns(_previous_of_pair(events, key, other) for key, other in PAIRS)
+    days = event_days(events.get_column("occurred_at"))
+    dtype = previous_day_dtype(days)
+    return events.with_columns(
+        previous_days(_previous_of_pair(events, key, other), days, dtype).alias(
+            previous_day(key, other)
+        )
+        for key, other in PAIRS
+    )
 
 
 def with_lead_facts(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
@@ -463,8 +509,10 @@ def day_totals(events: pl.DataFrame, accounts: pl.DataFrame, key: str) -> pl.Dat
     are :data:`ROW` integers, as row numbers are; the queries sum them as Int64.
     """
     day = day_number()
-    new_lead = (pl.col(f"{key}_prev_lead") == -1) & pl.col("lead").is_not_null()
-    new_account = (pl.col(f"{key}_prev_account") == -1) & pl.col("account").is_not_null()
+    new_lead = (pl.col(previous_day(key, "lead")) == NO_PREVIOUS) & pl.col("lead").is_not_null()
+    new_account = (pl.col(previous_day(key, "account")) == NO_PREVIOUS) & pl.col(
+        "account"
+    ).is_not_null()
     keyed = events.lazy().filter(pl.col(key).is_not_null())
     totals = keyed.group_by(day, key).agg(
         pl.len().cast(ROW).alias("total_events"),

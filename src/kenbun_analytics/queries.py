@@ -20,10 +20,12 @@ import polars as pl
 from kenbun_analytics.layout import (
     DAY,
     MONEY,
+    NO_PREVIOUS,
     Layout,
     account_of,
     deal_sums,
     names_frame,
+    previous_day,
     uuid_text,
 )
 
@@ -116,42 +118,119 @@ def day_split(occurred_at: pl.Series, days: pl.Series, lo: int, hi: int) -> DayS
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Where rows [lo, hi) start in the previous-day columns.
+
+    An event's previous pair event lies before ``lo`` exactly when its day is
+    before ``previous`` (the day of row lo - 1, 0 when lo is 0), or is that
+    day and its pair has no event in rows [lo, head_end): the window's rows on
+    that same day, none when the window starts on a new day.
+    """
+
+    previous: int
+    head_end: int
+
+
+def window_cut(occurred_at: pl.Series, lo: int, hi: int) -> Cut:
+    if lo == 0 or lo >= hi:
+        return Cut(previous=NO_PREVIOUS, head_end=lo)
+    micros = occurred_at.to_physical()
+    day_before = int(micros[lo - 1]) // DAY
+    next_day = int(micros.search_sorted((day_before + 1) * DAY, side="left"))
+    # As layout.event_days counts them: the first event's day is 1.
+    return Cut(previous=day_before - int(micros[0]) // DAY + 1, head_end=min(max(next_day, lo), hi))
+
+
+def _firsts(
+    frame: pl.LazyFrame,
+    previous: pl.Expr,
+    cut: Cut,
+    *,
+    columns: list[str | pl.Expr],
+    pair: list[str],
+    head: pl.LazyFrame | None,
+    seen_before: bool = False,
+) -> pl.LazyFrame:
+    """``columns`` of the events of ``frame`` (rows past the window's first
+    day) that are the first of their pair in the window; with ``seen_before``,
+    only those whose pair has an event before it. ``head`` holds the pairs of
+    the window's first day when it is split (:class:`Cut`); events without a
+    pair (a null in it) are left out."""
+    low = NO_PREVIOUS + 1 if seen_before else NO_PREVIOUS
+    parts = []
+    if cut.previous > low:
+        parts.append(frame.filter(previous.is_between(low, cut.previous - 1)).select(columns))
+    if cut.previous >= low:
+        tie = frame.filter(previous == cut.previous).select(columns)
+        parts.append(tie if head is None else tie.join(head, on=pair, how="anti"))
+    return pl.concat(parts).drop_nulls(pair) if parts else frame.select(columns).clear()
+
+
 def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.LazyFrame:
     """One row per value of ``group_by`` with counting events in rows [lo, hi).
 
     An event whose previous event of the same (value, lead) lies before ``lo``
     is the first of that pair in the window: counting those counts distinct
-    leads. The same with (value, account) reaches each account, and so each of
-    its deals, exactly once. Whole days come from the day totals, which count
-    the pairs first seen ever; the pairs seen before ``lo`` that come back in
-    those days are added from the events.
+    leads (:class:`Cut` tells them by day). The same with (value, account)
+    reaches each account, and so each of its deals, exactly once. Whole days
+    come from the day totals, which count the pairs first seen ever; the pairs
+    seen before ``lo`` that come back in those days are added from the events.
     """
     events = layout.events.lazy()
     accounts = layout.accounts.lazy()
     account = account_of(layout.leads)
+    occurred_at = layout.events.get_column("occurred_at")
     day_rows = layout.days[group_by]
-    split = day_split(layout.events.get_column("occurred_at"), day_rows.get_column("day"), lo, hi)
+    split = day_split(occurred_at, day_rows.get_column("day"), lo, hi)
+    cut = window_cut(occurred_at, lo, hi)
+    lead_pair, account_pair = [group_by, "lead"], [group_by, "account"]
+    previous_lead = pl.col(previous_day(group_by, "lead"))
+    previous_account = pl.col(previous_day(group_by, "account"))
     pieces: list[pl.LazyFrame] = []
-    if split.raw:
+    head_leads = head_accounts = None
+    if cut.head_end > lo:
+        # The window's first day, split: its pairs are hashed, and they settle
+        # the events whose previous pair event lies somewhere on that day.
+        head = events.slice(lo, cut.head_end - lo)
+        head_leads = head.select(*lead_pair, "is_mql").drop_nulls(lead_pair).unique(lead_pair)
+        head_accounts = head.select(group_by, account).drop_nulls(account_pair).unique()
+        pieces += [
+            _sums(head, group_by),
+            _lead_counts(head_leads, group_by),
+            deal_sums(head_accounts, accounts, [group_by]),
+        ]
+    rest = [(max(a, cut.head_end), b) for a, b in split.raw if max(a, cut.head_end) < b]
+    if rest:
         # No filter on the key here: filtering would copy every column of the slice.
         # Events without a value form one null group, dropped at the end.
-        raw = pl.concat([events.slice(a, b - a) for a, b in split.raw])
-        first_of_lead = (pl.col(f"{group_by}_prev_lead") < lo) & pl.col("lead").is_not_null()
-        # Events without an account reach no deal: the inner join in deal_sums drops them.
-        first_of_account = pl.col(f"{group_by}_prev_account") < lo
-        pieces.append(
-            raw.group_by(group_by).agg(
-                pl.len().cast(pl.Int64).alias("total_events"),
-                first_of_lead.sum().cast(pl.Int64).alias("unique_leads"),
-                (first_of_lead & pl.col("is_mql")).sum().cast(pl.Int64).alias("mql_count"),
-                pl.col("points").cast(pl.Int64).sum().alias("total_points"),
-                pl.col("occurred_at").min().alias("first_event_at"),
-                pl.col("occurred_at").max().alias("last_event_at"),
-            )
-        )
-        pieces.append(
-            deal_sums(raw.filter(first_of_account).select(group_by, account), accounts, [group_by])
-        )
+        raw = pl.concat([events.slice(a, b - a) for a, b in rest])
+        pieces += [
+            _sums(raw, group_by),
+            _lead_counts(
+                _firsts(
+                    raw,
+                    previous_lead,
+                    cut,
+                    columns=[*lead_pair, "is_mql"],
+                    pair=lead_pair,
+                    head=head_leads,
+                ),
+                group_by,
+            ),
+            deal_sums(
+                _firsts(
+                    raw,
+                    previous_account,
+                    cut,
+                    columns=[group_by, account],
+                    pair=account_pair,
+                    head=head_accounts,
+                ),
+                accounts,
+                [group_by],
+            ),
+        ]
     start, end = split.days
     if end > start:
         pieces.append(
@@ -164,21 +243,33 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     whole_start, whole_end = split.whole
     if whole_end > whole_start and lo > 0:
         whole = events.slice(whole_start, whole_end - whole_start)
-        came_back = pl.col(f"{group_by}_prev_lead").is_between(0, lo - 1)
-        pieces.append(
-            whole.filter(came_back)
-            .group_by(group_by)
-            .agg(
-                pl.len().cast(pl.Int64).alias("unique_leads"),
-                pl.col("is_mql").sum().cast(pl.Int64).alias("mql_count"),
-            )
-        )
-        account_came_back = pl.col(f"{group_by}_prev_account").is_between(0, lo - 1)
-        pieces.append(
+        pieces += [
+            _lead_counts(
+                _firsts(
+                    whole,
+                    previous_lead,
+                    cut,
+                    columns=[*lead_pair, "is_mql"],
+                    pair=lead_pair,
+                    head=head_leads,
+                    seen_before=True,
+                ),
+                group_by,
+            ),
             deal_sums(
-                whole.filter(account_came_back).select(group_by, account), accounts, [group_by]
-            )
-        )
+                _firsts(
+                    whole,
+                    previous_account,
+                    cut,
+                    columns=[group_by, account],
+                    pair=account_pair,
+                    head=head_accounts,
+                    seen_before=True,
+                ),
+                accounts,
+                [group_by],
+            ),
+        ]
     code = layout.events.schema[group_by]  # as narrow as the dictionary allows
     names = (
         names_frame(layout.dictionaries.of(group_by))
@@ -212,6 +303,23 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
             "last_event_at",
         )
         .sort(["total_events", "name"], descending=[True, False])
+    )
+
+
+def _sums(events: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
+    return events.group_by(group_by).agg(
+        pl.len().cast(pl.Int64).alias("total_events"),
+        pl.col("points").cast(pl.Int64).sum().alias("total_points"),
+        pl.col("occurred_at").min().alias("first_event_at"),
+        pl.col("occurred_at").max().alias("last_event_at"),
+    )
+
+
+def _lead_counts(leads: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
+    """``unique_leads`` and ``mql_count`` of one row per distinct (value, lead)."""
+    return leads.group_by(group_by).agg(
+        pl.len().cast(pl.Int64).alias("unique_leads"),
+        pl.col("is_mql").sum().cast(pl.Int64).alias("mql_count"),
     )
 
 
