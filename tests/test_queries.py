@@ -342,7 +342,7 @@ def in_place_changes(before: dict[int, Event]) -> st.SearchStrategy[dict[int, Ev
 
 
 @pytest.mark.parametrize("indexed_values", [-1, layout_module.INDEXED_VALUES])
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(data=st.data(), before=st.dictionaries(st.integers(0, 40), EVENTS, min_size=1, max_size=25))
 def test_a_patched_layout_is_the_layout_of_its_own_events(
     indexed_values: int, data: st.DataObject, before: dict[int, Event]
@@ -416,6 +416,55 @@ def test_codes_widen_when_a_dictionary_outgrows_them(
     assert aggregate(updated, "campaign", None) == aggregate(
         built_from(raw_events({**before, **added})), "campaign", None
     )
+
+
+def test_points_take_the_narrowest_width_through_patches() -> None:
+    """Points are held as narrow as they all fit; a patch bringing a larger
+    number widens them, and deleting it narrows them again, as a fresh derive would."""
+    old = built_from(raw_events({1: ("a", "s", "L1", 0, 3), 2: ("a", "s", "L2", 1, -3)}))
+    assert old.events.schema["points"] == pl.Int8
+    ids = pl.Series("event_id", [3], dtype=pl.Int64)
+    for points, dtype in ((128, pl.Int16), (-40_000, pl.Int32), (-128, pl.Int8)):
+        patched = patch_layout(old, ids, raw_events({3: ("a", "s", "L1", 2, points)}))
+        assert patched is not None
+        assert patched.events.schema["points"] == dtype
+        assert aggregate(patched, "campaign", None)[0][4] == points
+        assert_derived_alike(patched)
+        deleted = patch_layout(patched, ids, raw_events({}))
+        assert deleted is not None
+        assert deleted.events.schema["points"] == pl.Int8
+
+
+def test_event_ids_take_four_bytes_below_two_to_the_32() -> None:
+    """Ids below 2**32 are held as UInt32; a patch bringing a larger id widens
+    them, and changing or deleting events by id works on either width."""
+    big = 1 << 32
+    old = built_from(raw_events({1: ("a", "s", "L1", 0, 1), 2: ("a", "s", "L2", 1, 1)}))
+    assert old.events.schema["event_id"] == pl.UInt32
+    arrived = patch_layout(
+        old, pl.Series("event_id", [big], dtype=pl.Int64), raw_events({big: ("b", "s", "L1", 2, 1)})
+    )
+    assert arrived is not None
+    assert arrived.events.schema["event_id"] == pl.Int64
+    assert_derived_alike(arrived)
+    changed = patch_layout(
+        arrived,
+        pl.Series("event_id", [1, big], dtype=pl.Int64),
+        raw_events({1: ("b", "s", "L1", 0, 1)}),
+    )
+    assert changed is not None
+    assert changed.events.schema["event_id"] == pl.UInt32
+    assert_derived_alike(changed)
+    assert [row[:2] for row in aggregate(changed, "campaign", None)] == [("a", 1), ("b", 1)]
+    # An id the narrow column cannot hold changes nothing in it.
+    unchanged = patch_layout(old, pl.Series("event_id", [big, -1], dtype=pl.Int64), raw_events({}))
+    assert unchanged is not None
+    assert unchanged.events.equals(old.events)
+
+
+def assert_derived_alike(patched: Layout) -> None:
+    derived = derive(base_of(patched), patched.dictionaries, patched.leads, patched.accounts)
+    assert patched.events.equals(derived.events)
 
 
 @settings(max_examples=50, deadline=None)

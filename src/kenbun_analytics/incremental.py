@@ -34,6 +34,7 @@ from kenbun_analytics.layout import (
     BASE_EVENTS,
     DAY,
     KEYS,
+    NARROW_TYPES,
     NO_PREVIOUS,
     PAIRS,
     ROW,
@@ -52,6 +53,7 @@ from kenbun_analytics.layout import (
     event_days,
     indexed,
     merge_events,
+    narrowed,
     previous_day,
     previous_day_dtype,
     previous_days,
@@ -122,8 +124,14 @@ def patch(
     # Time order: appended rows go at the end as they are, and ``rows`` below
     # stays aligned with the encoded events.
     arrived = arrived.sort("occurred_at", "event_id")
-    changed = events.get_column("event_id").is_in(changed_ids.implode()).arg_true()
-    old = events.select("event_id", "occurred_at").gather(changed).with_columns(row=changed)
+    # An id the narrowed column cannot hold is not in it.
+    ids = changed_ids.cast(events.schema["event_id"], strict=False).drop_nulls()
+    changed = events.get_column("event_id").is_in(ids.implode()).arg_true()
+    old = (
+        events.select(pl.col("event_id").cast(BASE_EVENTS["event_id"]), "occurred_at")
+        .gather(changed)
+        .with_columns(row=changed)
+    )
     rows = (
         arrived.select("event_id", "occurred_at")
         .join(old, on=["event_id", "occurred_at"], how="left", maintain_order="left")
@@ -150,9 +158,14 @@ def patch(
     )
     columns = {"occurred_at": _appended(events.get_column("occurred_at"), appended)}
     for name in FACT_COLUMNS:
-        columns[name] = _appended(
-            _scattered(events.get_column(name), changed, replaced.get_column(name)), appended
-        )
+        column = events.get_column(name)
+        if name in NARROW_TYPES and not _fits(
+            pl.concat([replaced.get_column(name), appended.get_column(name)]), column.dtype
+        ):
+            column = column.cast(BASE_EVENTS[name])  # widened for the change
+        columns[name] = _appended(_scattered(column, changed, replaced.get_column(name)), appended)
+    for name in NARROW_TYPES:  # as narrow as a fresh derive makes them
+        columns[name] = narrowed(columns[name])
     patched = pl.DataFrame(columns).select(*BASE_EVENTS.names(), "is_mql", "account")
     event_day = event_days(patched.get_column("occurred_at"))
     if previous_day_dtype(event_day) != events.schema[previous_day(*PAIRS[0])]:
@@ -191,6 +204,11 @@ def patch(
             for key in KEYS
         },
     )
+
+
+def _fits(values: pl.Series, dtype: pl.DataType) -> bool:
+    """Whether every one of ``values`` is held by ``dtype``."""
+    return values.cast(dtype, strict=False).null_count() == values.null_count()
 
 
 def _scattered(column: pl.Series, rows: pl.Series, values: pl.Series) -> pl.Series:

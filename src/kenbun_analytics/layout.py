@@ -70,7 +70,7 @@ LEAD_FACTS = pl.Schema(
         "last_name": pl.String(),
         "title": pl.String(),
         "company": pl.String(),
-        "score": pl.Int64(),
+        "score": pl.Int32(),
         "level": pl.String(),
         "account_name": pl.String(),
         "deal_stage": pl.String(),
@@ -179,6 +179,24 @@ def code_dtype(names: int) -> pl.DataType:
 def code_dtypes(dictionaries: Dictionaries) -> pl.Schema:
     """The event column of each UTM key, as :func:`code_dtype` narrows it."""
     return pl.Schema({key: code_dtype(dictionaries.of(key).len()) for key in KEYS})
+
+
+NARROW_TYPES = {
+    "event_id": ((pl.UInt32(), 0, (1 << 32) - 1),),
+    "points": ((pl.Int8(), -(1 << 7), (1 << 7) - 1), (pl.Int16(), -(1 << 15), (1 << 15) - 1)),
+}
+"""The narrower integer types, narrowest first, that an event column may be
+held in instead of its :data:`BASE_EVENTS` type: ids below 2**32 take 4 bytes,
+and the few points an event usually carries take one."""
+
+
+def narrowed(column: pl.Series) -> pl.Series:
+    """``column`` (one of :data:`NARROW_TYPES`) as the narrowest type holding all its values."""
+    low, high = column.min(), column.max()
+    for dtype, smallest, largest in NARROW_TYPES[column.name]:
+        if low is None or smallest <= low <= high <= largest:  # type: ignore[operator]
+            return column.cast(dtype)
+    return column.cast(BASE_EVENTS[column.name])
 
 
 def uuid_key(binary: pl.Expr) -> pl.Expr:
@@ -299,9 +317,9 @@ def align_leads(
     its key where an answer shows it (:func:`uuid_text`): no text per lead is held.
     """
     _, lead_keys = encode(lead_facts.get_column("lead_key"), dictionaries.lead_key)
-    aligned = pl.DataFrame(
-        {"lead": pl.int_range(lead_keys.len(), dtype=CODE, eager=True), "lead_key": lead_keys}
-    ).join(lead_facts, on="lead_key", how="left", maintain_order="left")
+    aligned = lead_keys.to_frame().join(
+        lead_facts, on="lead_key", how="left", maintain_order="left"
+    )
     return aligned, Dictionaries(
         campaign=dictionaries.campaign,
         source=dictionaries.source,
@@ -603,12 +621,7 @@ def with_new_leads(
     if dictionaries.lead_key.len() == known:
         return leads
     new_keys = dictionaries.lead_key.slice(known)
-    new_leads = pl.DataFrame(
-        {
-            "lead": pl.int_range(known, dictionaries.lead_key.len(), dtype=CODE, eager=True),
-            "lead_key": new_keys,
-        }
-    ).join(
+    new_leads = new_keys.to_frame().join(
         pl.DataFrame(schema=LEAD_FACTS) if facts is None else facts,
         on="lead_key",
         how="left",
@@ -621,7 +634,10 @@ def with_new_leads(
 def derive(
     base: pl.DataFrame, dictionaries: Dictionaries, leads: pl.DataFrame, accounts: pl.DataFrame
 ) -> Layout:
-    events = derive_events(base.cast(code_dtypes(dictionaries)), leads)
+    narrow = base.cast(code_dtypes(dictionaries)).with_columns(
+        narrowed(base.get_column(name)) for name in NARROW_TYPES
+    )
+    events = derive_events(narrow, leads)
     return Layout(
         events=events.drop("account"),
         leads=leads,

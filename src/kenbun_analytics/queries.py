@@ -185,8 +185,6 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     split = day_split(occurred_at, day_rows.get_column("day"), lo, hi)
     cut = window_cut(occurred_at, lo, hi)
     lead_pair, account_pair = [group_by, "lead"], [group_by, "account"]
-    previous_lead = pl.col(previous_day(group_by, "lead"))
-    previous_account = pl.col(previous_day(group_by, "account"))
     pieces: list[pl.LazyFrame] = []
     head_leads = head_accounts = None
     if cut.head_end > lo:
@@ -200,37 +198,36 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
             _lead_counts(head_leads, group_by),
             deal_sums(head_accounts, accounts, [group_by]),
         ]
+
+    def first_pairs(frame: pl.LazyFrame, *, seen_before: bool = False) -> list[pl.LazyFrame]:
+        """Leads, MQLs and deals of the pairs whose first event in the window
+        is in ``frame`` (see :func:`_firsts`)."""
+        leads = _firsts(
+            frame,
+            pl.col(previous_day(group_by, "lead")),
+            cut,
+            columns=[*lead_pair, "is_mql"],
+            pair=lead_pair,
+            head=head_leads,
+            seen_before=seen_before,
+        )
+        reached = _firsts(
+            frame,
+            pl.col(previous_day(group_by, "account")),
+            cut,
+            columns=[group_by, account],
+            pair=account_pair,
+            head=head_accounts,
+            seen_before=seen_before,
+        )
+        return [_lead_counts(leads, group_by), deal_sums(reached, accounts, [group_by])]
+
     rest = [(max(a, cut.head_end), b) for a, b in split.raw if max(a, cut.head_end) < b]
     if rest:
         # No filter on the key here: filtering would copy every column of the slice.
         # Events without a value form one null group, dropped at the end.
         raw = pl.concat([events.slice(a, b - a) for a, b in rest])
-        pieces += [
-            _sums(raw, group_by),
-            _lead_counts(
-                _firsts(
-                    raw,
-                    previous_lead,
-                    cut,
-                    columns=[*lead_pair, "is_mql"],
-                    pair=lead_pair,
-                    head=head_leads,
-                ),
-                group_by,
-            ),
-            deal_sums(
-                _firsts(
-                    raw,
-                    previous_account,
-                    cut,
-                    columns=[group_by, account],
-                    pair=account_pair,
-                    head=head_accounts,
-                ),
-                accounts,
-                [group_by],
-            ),
-        ]
+        pieces += [_sums(raw, group_by), *first_pairs(raw)]
     start, end = split.days
     if end > start:
         pieces.append(
@@ -243,33 +240,7 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     whole_start, whole_end = split.whole
     if whole_end > whole_start and lo > 0:
         whole = events.slice(whole_start, whole_end - whole_start)
-        pieces += [
-            _lead_counts(
-                _firsts(
-                    whole,
-                    previous_lead,
-                    cut,
-                    columns=[*lead_pair, "is_mql"],
-                    pair=lead_pair,
-                    head=head_leads,
-                    seen_before=True,
-                ),
-                group_by,
-            ),
-            deal_sums(
-                _firsts(
-                    whole,
-                    previous_account,
-                    cut,
-                    columns=[group_by, account],
-                    pair=account_pair,
-                    head=head_accounts,
-                    seen_before=True,
-                ),
-                accounts,
-                [group_by],
-            ),
-        ]
+        pieces += first_pairs(whole, seen_before=True)
     code = layout.events.schema[group_by]  # as narrow as the dictionary allows
     names = (
         names_frame(layout.dictionaries.of(group_by))
