@@ -32,6 +32,7 @@ import polars as pl
 
 from kenbun_analytics.layout import (
     BASE_EVENTS,
+    CODE,
     DAY,
     KEYS,
     NARROW_TYPES,
@@ -50,7 +51,6 @@ from kenbun_analytics.layout import (
     day_totals,
     derive,
     encode_events,
-    event_days,
     indexed,
     merge_events,
     narrowed,
@@ -61,11 +61,7 @@ from kenbun_analytics.layout import (
     with_new_leads,
 )
 
-FACT_COLUMNS = (
-    *(name for name in BASE_EVENTS.names() if name != "occurred_at"),
-    "is_mql",
-    "account",
-)
+FACT_COLUMNS = (*(name for name in BASE_EVENTS.names() if name != "occurred_at"), "is_mql")
 """The event columns a change can set; a row's time never changes in place."""
 SUMS = (
     "total_events",
@@ -146,8 +142,6 @@ def patch(
     ):
         return None  # a dictionary outgrew its codes' width: update() derives afresh
     leads = with_new_leads(layout.leads, layout.accounts, dictionaries, new_leads)
-    # The patch works with each event's account; the layout keeps none (account_of).
-    events = events.with_columns(account_of(leads))
     placed = with_lead_facts(current, leads).with_columns(rows)
     appended = placed.filter(pl.col("row").is_null()).drop("row")
     # Each changed row in row order: its current version, or a tombstone.
@@ -166,11 +160,13 @@ def patch(
         columns[name] = _appended(_scattered(column, changed, replaced.get_column(name)), appended)
     for name in NARROW_TYPES:  # as narrow as a fresh derive makes them
         columns[name] = narrowed(columns[name])
-    patched = pl.DataFrame(columns).select(*BASE_EVENTS.names(), "is_mql", "account")
-    event_day = event_days(patched.get_column("occurred_at"))
-    if previous_day_dtype(event_day) != events.schema[previous_day(*PAIRS[0])]:
+    patched = pl.DataFrame(columns).select(*BASE_EVENTS.names(), "is_mql")
+    if (
+        previous_day_dtype(patched.get_column("occurred_at"))
+        != events.schema[previous_day(*PAIRS[0])]
+    ):
         return None  # the days outgrew their width: update() derives afresh
-    patched, moved = _patched_pairs(events, patched, changed, event_day)
+    patched, moved = _patched_pairs(events, patched, changed, leads)
     appended_rows = pl.int_range(height, patched.height, dtype=pl.UInt32, eager=True)
     indexes = {}
     days = {}
@@ -180,10 +176,11 @@ def patch(
         if index is not None:
             index = indexes[key] = _patched_index(index, dictionaries.of(key).len(), left, joined)
         touched = pl.concat([changed, appended_rows, moved[key]]).unique().sort()
+        # The day totals need each event's account (account_of): these few rows get it.
         days[key] = _patched_days(
             layout.days[key],
-            events.gather(touched.filter(touched < height)),
-            patched.gather(touched),
+            events.gather(touched.filter(touched < height)).with_columns(account_of(leads)),
+            patched.gather(touched).with_columns(account_of(leads)),
             accounts=layout.accounts,
             key=key,
             left=_left_cells(events, left, key),
@@ -191,7 +188,7 @@ def patch(
             index=index,
         )
     return Layout(
-        events=patched.drop("account"),
+        events=patched,
         leads=leads,
         accounts=layout.accounts,
         dictionaries=dictionaries,
@@ -227,25 +224,29 @@ def _appended(column: pl.Series, appended: pl.DataFrame) -> pl.Series:
 
 
 def _patched_pairs(
-    events: pl.DataFrame, patched: pl.DataFrame, changed: pl.Series, days: pl.Series
+    events: pl.DataFrame, patched: pl.DataFrame, changed: pl.Series, leads: pl.DataFrame
 ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
     """``patched`` with its previous-day columns, and per UTM key the old rows
-    whose first-of-pair flag (no previous event) changed. ``days`` are the
-    :func:`event_days` of ``patched``.
+    whose first-of-pair flag (no previous event) changed.
 
     A (key, lead) chain changes only where a changed row got another value of
     the key or another lead (a tombstone has neither), or where rows were
     appended. Only the rows of the leads such a row had or has are recomputed;
-    a pair of any other lead has the same rows as before. Likewise for accounts.
+    a pair of any other lead has the same rows as before. Likewise for accounts,
+    whose rows are those of their leads: an event's account is read from its
+    lead (``leads``) for the few rows that need it, never for all.
     """
     height = events.height
     columns: dict[str, pl.Series] = {}
     flipped: dict[str, list[pl.Series]] = {key: [] for key in KEYS}
-
+    account = account_of(leads)
+    before, after = (
+        frame.select(*KEYS, "lead").gather(changed).with_columns(account)
+        for frame in (events, patched)
+    )
+    added = patched.select("lead").slice(height).with_columns(account)
     differs = {
-        name: events.get_column(name)
-        .gather(changed)
-        .ne_missing(patched.get_column(name).gather(changed))
+        name: before.get_column(name).ne_missing(after.get_column(name))
         for name in (*KEYS, "lead", "account")
     }
     for other in ("lead", "account"):
@@ -253,20 +254,25 @@ def _patched_pairs(
         moving = [key for key in KEYS if patched.height > height or regrouped[key].any()]
         if not moving:
             continue
-        moved = changed.filter(
-            pl.select(pl.any_horizontal(regrouped[key] for key in moving)).to_series()
-        )
+        moves = pl.select(pl.any_horizontal(regrouped[key] for key in moving)).to_series()
+        moved = changed.filter(moves)
         touched = pl.concat(
             [
-                events.get_column(other).gather(moved),
-                patched.get_column(other).gather(moved),
-                patched.get_column(other).slice(height),
+                before.get_column(other).filter(moves),
+                after.get_column(other).filter(moves),
+                added.get_column(other),
             ]
         ).drop_nulls()
+        if other == "account":  # the rows of an account are those of its leads
+            touched = (
+                leads.select(pl.int_range(pl.len(), dtype=CODE).alias("lead"), "account")
+                .filter(pl.col("account").is_in(touched.implode()))
+                .get_column("lead")
+            )
         mark = pl.repeat(value=False, n=patched.height, eager=True)
         mark.scatter(moved, values=True)
-        rows = (patched.get_column(other).is_in(touched.implode()) | mark).arg_true()
-        subset = patched.select(*moving, other).gather(rows)
+        rows = (patched.get_column("lead").is_in(touched.implode()) | mark).arg_true()
+        subset = patched.select(*moving, "lead").gather(rows).with_columns(account)
         old_rows = rows.filter(rows < height)
         for key in moving:
             name = previous_day(key, other)
@@ -280,7 +286,7 @@ def _patched_pairs(
             columns[name] = _scattered(
                 _extended(column, patched.height),
                 rows,
-                previous_days(previous, days, column.dtype),
+                previous_days(previous, patched.get_column("occurred_at"), column.dtype),
             )
             was = column.gather(old_rows) == NO_PREVIOUS
             now = columns[name].gather(old_rows) == NO_PREVIOUS

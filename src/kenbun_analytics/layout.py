@@ -440,25 +440,25 @@ def value_index(codes: pl.Series, names: int) -> ValueIndex:
     return ValueIndex(rows=ordered.get_column("row"), offsets=offsets)
 
 
-def event_days(occurred_at: pl.Series) -> pl.Series:
-    """Each event's UTC day, counting the first event's (``occurred_at`` is sorted) as 1."""
-    days = occurred_at.to_physical() // DAY
-    first = days.first()
-    return (days - (0 if first is None else first) + 1).cast(pl.UInt32).alias("day")
+def previous_day_dtype(occurred_at: pl.Series) -> pl.DataType:
+    """UInt16 while the events (``occurred_at`` is sorted) span fewer than
+    65,536 UTC days, else UInt32."""
+    micros = occurred_at.to_physical()
+    if micros.is_empty():
+        return pl.UInt16()
+    days = int(micros[-1]) // DAY - int(micros[0]) // DAY + 1  # the last event's day
+    return pl.UInt16() if days < 1 << 16 else pl.UInt32()
 
 
-def previous_day_dtype(days: pl.Series) -> pl.DataType:
-    """UInt16 while :func:`event_days` stays below 65,536, else UInt32."""
-    last = days.max()
-    return pl.UInt16() if last is None or int(last) < 1 << 16 else pl.UInt32()  # type: ignore[arg-type]
-
-
-def previous_days(rows: pl.Series, days: pl.Series, dtype: pl.DataType) -> pl.Series:
-    """The day (``days``, from :func:`event_days`) of each of ``rows``, and
-    :data:`NO_PREVIOUS` where the row is -1."""
+def previous_days(rows: pl.Series, occurred_at: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """The UTC day of the event at each of ``rows``, counting the first event's
+    day as 1, and :data:`NO_PREVIOUS` where the row is -1. Only those rows'
+    times are read, so a patch pays for the few rows it recomputes."""
+    micros = occurred_at.to_physical()
+    first = 0 if micros.is_empty() else int(micros[0]) // DAY
     return pl.select(
         pl.when(rows >= 0)
-        .then(pl.lit(days).gather(rows.clip(0)))
+        .then(pl.lit(micros).gather(rows.clip(0)) // DAY - (first - 1))
         .otherwise(NO_PREVIOUS)
         .cast(dtype)
         .alias(rows.name)
@@ -469,10 +469,10 @@ def derive_events(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
     """The query frame: base events plus each lead's MQL flag and account, and
     the day of each event's previous event of each pair."""
     events = with_lead_facts(base, leads)
-    days = event_days(events.get_column("occurred_at"))
-    dtype = previous_day_dtype(days)
+    occurred_at = events.get_column("occurred_at")
+    dtype = previous_day_dtype(occurred_at)
     return events.with_columns(
-        previous_days(_previous_of_pair(events, key, other), days, dtype).alias(
+        previous_days(_previous_of_pair(events, key, other), occurred_at, dtype).alias(
             previous_day(key, other)
         )
         for key, other in PAIRS
@@ -571,7 +571,7 @@ class Layout:
     """The frames of one org unit's snapshot."""
 
     events: pl.DataFrame
-    """Sorted by occurred_at: base columns, is_mql and the pair indices (an
+    """Sorted by occurred_at: base columns, is_mql and the previous-day columns (an
     event's account is its lead's: :func:`account_of`)."""
     leads: pl.DataFrame
     """One row per lead code: the facts of LEAD_FACTS (lead_key, is_mql, ...) and the
