@@ -158,13 +158,14 @@ def _firsts(
     the window's first day when it is split (:class:`Cut`); events without a
     pair (a null in it) are left out."""
     low = NO_PREVIOUS + 1 if seen_before else NO_PREVIOUS
-    parts = []
+    if cut.previous < low:
+        return frame.select(columns).clear()
+    if head is None:  # the day of row lo - 1 lies wholly before the window: one filter
+        return frame.filter(previous.is_between(low, cut.previous)).select(columns).drop_nulls(pair)
+    parts = [frame.filter(previous == cut.previous).select(columns).join(head, on=pair, how="anti")]
     if cut.previous > low:
         parts.append(frame.filter(previous.is_between(low, cut.previous - 1)).select(columns))
-    if cut.previous >= low:
-        tie = frame.filter(previous == cut.previous).select(columns)
-        parts.append(tie if head is None else tie.join(head, on=pair, how="anti"))
-    return pl.concat(parts).drop_nulls(pair) if parts else frame.select(columns).clear()
+    return pl.concat(parts).drop_nulls(pair)
 
 
 def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.LazyFrame:
