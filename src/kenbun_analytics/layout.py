@@ -167,13 +167,28 @@ class Dictionaries:
         return series
 
 
+Narrower = tuple[tuple[pl.DataType, int, int], ...]
+"""Integer types with the smallest and largest value each holds, narrowest first."""
+
+
+def _narrowest(
+    low: int | None, high: int | None, types: Narrower, wide: pl.DataType
+) -> pl.DataType:
+    """The first of ``types`` holding every value in [low, high], else ``wide``
+    (the first, when there is no value)."""
+    for dtype, smallest, largest in types:
+        if low is None or high is None or smallest <= low <= high <= largest:
+            return dtype
+    return wide
+
+
+CODE_TYPES: Narrower = ((pl.UInt8(), 0, (1 << 8) - 1), (pl.UInt16(), 0, (1 << 16) - 1))
+
+
 def code_dtype(names: int) -> pl.DataType:
     """The narrowest unsigned integer holding the codes of a dictionary of
     ``names`` values: a key with 50 sources takes a byte an event, not four."""
-    for dtype, limit in ((pl.UInt8(), 1 << 8), (pl.UInt16(), 1 << 16)):
-        if names <= limit:
-            return dtype
-    return CODE
+    return _narrowest(0, names - 1 if names else None, CODE_TYPES, CODE)
 
 
 def code_dtypes(dictionaries: Dictionaries) -> pl.Schema:
@@ -181,7 +196,7 @@ def code_dtypes(dictionaries: Dictionaries) -> pl.Schema:
     return pl.Schema({key: code_dtype(dictionaries.of(key).len()) for key in KEYS})
 
 
-NARROW_TYPES = {
+NARROW_TYPES: dict[str, Narrower] = {
     "event_id": ((pl.UInt32(), 0, (1 << 32) - 1),),
     "points": ((pl.Int8(), -(1 << 7), (1 << 7) - 1), (pl.Int16(), -(1 << 15), (1 << 15) - 1)),
 }
@@ -193,10 +208,8 @@ and the few points an event usually carries take one."""
 def narrowed(column: pl.Series) -> pl.Series:
     """``column`` (one of :data:`NARROW_TYPES`) as the narrowest type holding all its values."""
     low, high = column.min(), column.max()
-    for dtype, smallest, largest in NARROW_TYPES[column.name]:
-        if low is None or smallest <= low <= high <= largest:  # type: ignore[operator]
-            return column.cast(dtype)
-    return column.cast(BASE_EVENTS[column.name])
+    types, wide = NARROW_TYPES[column.name], BASE_EVENTS[column.name]
+    return column.cast(_narrowest(low, high, types, wide))  # type: ignore[arg-type]
 
 
 def uuid_key(binary: pl.Expr) -> pl.Expr:
@@ -440,20 +453,24 @@ def value_index(codes: pl.Series, names: int) -> ValueIndex:
     return ValueIndex(rows=ordered.get_column("row"), offsets=offsets)
 
 
-def previous_day_dtype(occurred_at: pl.Series) -> pl.DataType:
-    """UInt16 while the events (``occurred_at`` is sorted) span fewer than
-    65,536 UTC days, else UInt32."""
+def event_day(occurred_at: pl.Series, row: int) -> int:
+    """The UTC day of the event at ``row`` as the previous-day columns count
+    days: the first event's (``occurred_at`` is sorted) is 1."""
     micros = occurred_at.to_physical()
-    if micros.is_empty():
+    return int(micros[row]) // DAY - int(micros[0]) // DAY + 1
+
+
+def previous_day_dtype(occurred_at: pl.Series) -> pl.DataType:
+    """UInt16 while the events span fewer than 65,536 UTC days, else UInt32."""
+    if occurred_at.is_empty() or event_day(occurred_at, -1) < 1 << 16:
         return pl.UInt16()
-    days = int(micros[-1]) // DAY - int(micros[0]) // DAY + 1  # the last event's day
-    return pl.UInt16() if days < 1 << 16 else pl.UInt32()
+    return pl.UInt32()
 
 
 def previous_days(rows: pl.Series, occurred_at: pl.Series, dtype: pl.DataType) -> pl.Series:
-    """The UTC day of the event at each of ``rows``, counting the first event's
-    day as 1, and :data:`NO_PREVIOUS` where the row is -1. Only those rows'
-    times are read, so a patch pays for the few rows it recomputes."""
+    """The :func:`event_day` of the event at each of ``rows``, and
+    :data:`NO_PREVIOUS` where the row is -1. Only those rows' times are read,
+    so a patch pays for the few rows it recomputes."""
     micros = occurred_at.to_physical()
     first = 0 if micros.is_empty() else int(micros[0]) // DAY
     return pl.select(

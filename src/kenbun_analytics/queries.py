@@ -24,6 +24,7 @@ from kenbun_analytics.layout import (
     Layout,
     account_of,
     deal_sums,
+    event_day,
     names_frame,
     previous_day,
     uuid_text,
@@ -138,8 +139,7 @@ def window_cut(occurred_at: pl.Series, lo: int, hi: int) -> Cut:
     micros = occurred_at.to_physical()
     day_before = int(micros[lo - 1]) // DAY
     next_day = int(micros.search_sorted((day_before + 1) * DAY, side="left"))
-    # As layout.previous_days counts them: the first event's day is 1.
-    return Cut(previous=day_before - int(micros[0]) // DAY + 1, head_end=min(max(next_day, lo), hi))
+    return Cut(previous=event_day(occurred_at, lo - 1), head_end=min(max(next_day, lo), hi))
 
 
 def _firsts(
