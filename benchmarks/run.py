@@ -14,7 +14,8 @@ runs: the aggregate (uncached: query, collect and encode, as on a cache miss)
 for each grouping over the whole range and a 30-day window, drilldowns of the
 largest and of a small campaign, the baselines (PostgreSQL SQL, DuckDB, naive
 Polars; each asserted to give the same rows), a full snapshot load,
-incremental refreshes after 10,000 changed, new and deleted events, snapshot
+incremental refreshes after 10,000 changed, new (arriving now, and an hour
+late) and deleted events, snapshot
 bytes per event,
 RSS drift over repeated refreshes, aggregate p99 while a refresh runs, the
 cached-credential check, and (where ``wrk`` is installed) cached requests per
@@ -420,19 +421,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timings["snapshot: incremental refresh after 10,000 changed events"] = summary(
             [incremental(flip) for _ in range(max(3, repeat))]
         )
-        arrive = (
-            "INSERT INTO events (org_unit_id, lead_id, event_type, occurred_at, metadata) "
-            "SELECT org_unit_id, lead_id, 'bench-new', "
-            "(SELECT max(occurred_at) FROM events WHERE org_unit_id = %(unit)s) "
-            "+ interval '1 second', metadata "
-            "FROM events WHERE org_unit_id = %(unit)s ORDER BY id DESC LIMIT 10000"
-        )
+
+        def arrive(offset: str) -> str:
+            return (
+                "INSERT INTO events (org_unit_id, lead_id, event_type, occurred_at, metadata) "
+                "SELECT org_unit_id, lead_id, 'bench-new', "
+                "(SELECT max(occurred_at) FROM events WHERE org_unit_id = %(unit)s) "
+                f"+ interval '{offset}', metadata "
+                "FROM events WHERE org_unit_id = %(unit)s ORDER BY id DESC LIMIT 10000"
+            )
+
+        delete = "DELETE FROM events WHERE event_type = 'bench-new'"
         timings["snapshot: incremental refresh after 10,000 new events"] = summary(
-            [incremental(arrive)]
+            [incremental(arrive("1 second"))]
         )
         timings["snapshot: incremental refresh after 10,000 deleted events"] = summary(
-            [incremental("DELETE FROM events WHERE event_type = 'bench-new'")]
+            [incremental(delete)]
         )
+        # Late: an hour before the last event, so they go in among the last rows.
+        timings["snapshot: incremental refresh after 10,000 new events an hour late"] = summary(
+            [incremental(arrive("-1 hour"))]
+        )
+        incremental(delete)
 
         # Query latency while a refresh runs, against idle.
         say("latency during a refresh")

@@ -319,23 +319,24 @@ def test_an_incremental_update_answers_like_a_full_build(
             assert leads[0] == leads[1]
 
 
-def in_place_changes(before: dict[int, Event]) -> st.SearchStrategy[dict[int, Event | None]]:
-    """Changes that move no row: deletes, edits that keep an event's time, and
-    events (new, or moved) at or after the last time of ``before``."""
-    last = max((day(at) for *_, at, _ in before.values()), default=T0) - T0
-    later = st.integers(0, 2 * 86_400_000_000).map(
-        lambda micros: last + timedelta(microseconds=micros)
-    )
+def patchable_changes(before: dict[int, Event]) -> st.SearchStrategy[dict[int, Event | None]]:
+    """Deletes, edits keeping an event's time or moving it, and new events: at
+    any time from the midnight of the first event's day on (an existing
+    event's instant among them), or after the last."""
+    times = sorted(day(at) - T0 for *_, at, _ in before.values())
+    midnight = timedelta(days=times[0].days)
+    anywhere = st.integers(0, 5 * 86_400_000_000).map(
+        lambda micros: midnight + timedelta(microseconds=micros)
+    ) | st.sampled_from(times)
 
     def at(moments: st.SearchStrategy[timedelta]) -> st.SearchStrategy[Event]:
         return st.tuples(EVENTS, moments).map(lambda pair: (*pair[0][:3], pair[1], pair[0][4]))
 
-    edits = {i: st.none() | at(st.just(when)) | at(later) for i, (*_, when, _) in before.items()}
-    fresh = st.dictionaries(
-        st.integers(41, 60),
-        at(later),
-        max_size=6,
-    )
+    edits = {
+        i: st.none() | at(st.just(day(when) - T0)) | at(anywhere)
+        for i, (*_, when, _) in before.items()
+    }
+    fresh = st.dictionaries(st.integers(41, 60), at(anywhere), max_size=6)
     return st.fixed_dictionaries({}, optional=edits).flatmap(
         lambda changes: fresh.map(lambda added: {**changes, **added})
     )
@@ -347,16 +348,18 @@ def in_place_changes(before: dict[int, Event]) -> st.SearchStrategy[dict[int, Ev
 def test_a_patched_layout_is_the_layout_of_its_own_events(
     indexed_values: int, data: st.DataObject, before: dict[int, Event]
 ) -> None:
-    """An update that moves no row is patched, not rebuilt: its pair indices,
-    value indexes and day totals are exactly those derived afresh from its events
-    (tombstones included), and it answers like a full build of the final events.
-    With every key indexed, and with none (few values: their codes are scanned)."""
+    """An update is patched, not rebuilt, wherever its events land (from the
+    first event's day on): its pair indices, value indexes and day totals are
+    exactly those derived afresh from its events (tombstones included, and the
+    inserted rows in their places), and it answers like a full build of the
+    final events. With every key indexed, and with none (few values: their
+    codes are scanned)."""
     with patch.object(layout_module, "INDEXED_VALUES", indexed_values):
         check_patched_layout(data, before)
 
 
 def check_patched_layout(data: st.DataObject, before: dict[int, Event]) -> None:
-    changes = data.draw(in_place_changes(before))
+    changes = data.draw(patchable_changes(before))
     final = {i: event for i, event in {**before, **changes}.items() if event is not None}
     start = data.draw(st.none() | MOMENTS)
     old = built_from(raw_events(before))
@@ -381,14 +384,50 @@ def check_patched_layout(data: st.DataObject, before: dict[int, Event]) -> None:
             assert aggregate(patched, key, since) == aggregate(fresh, key, since)
 
 
-def test_an_update_that_moves_a_row_is_derived_afresh() -> None:
-    """An event moved earlier, or arriving before the last one, shifts rows: no patch."""
-    old = built_from(raw_events({1: ("a", "s", "L1", 0, 1), 2: ("a", "s", "L2", 2, 1)}))
-    ids = pl.Series("event_id", [2], dtype=pl.Int64)
-    assert patch_layout(old, ids, raw_events({2: ("a", "s", "L2", 1, 1)})) is None
-    moved = update(old, ids, raw_events({2: ("a", "s", "L2", 1, 1)}))
-    assert moved.events.get_column("event_id").to_list() == [1, 2]
-    assert patch_layout(old, ids, raw_events({2: ("b", "s", "L2", 2, 1)})) is not None
+def test_events_moved_or_arriving_late_are_patched_into_their_places() -> None:
+    """An event moved earlier, and one arriving before the last, are inserted
+    where their times put them (the moved one's old row left as a tombstone);
+    only one landing on a day before the first event's is derived afresh."""
+    old = built_from(
+        raw_events(
+            {
+                1: ("a", "s", "L1", HOURS, 1),
+                2: ("a", "s", "L2", 5 * HOURS, 1),
+                3: ("b", "s", "L1", 9 * HOURS, 1),
+            }
+        )
+    )
+    ids = pl.Series("event_id", [3, 4], dtype=pl.Int64)
+    changes = raw_events({3: ("b", "s", "L1", 2 * HOURS, 1), 4: ("a", "t", "L3", 5 * HOURS, 2)})
+    patched = patch_layout(old, ids, changes)
+    assert patched is not None
+    assert patched.events.get_column("event_id").to_list() == [1, 3, 2, 4, None]
+    assert patched.events.get_column("occurred_at").to_list() == [
+        day(HOURS),
+        day(2 * HOURS),
+        day(5 * HOURS),
+        day(5 * HOURS),
+        day(9 * HOURS),
+    ]
+    assert patched.events.get_column("occurred_at").flags["SORTED_ASC"]
+    assert aggregate(patched, "campaign", None) == aggregate(
+        built_from(
+            raw_events(
+                {
+                    1: ("a", "s", "L1", HOURS, 1),
+                    2: ("a", "s", "L2", 5 * HOURS, 1),
+                    3: ("b", "s", "L1", 2 * HOURS, 1),
+                    4: ("a", "t", "L3", 5 * HOURS, 2),
+                }
+            )
+        ),
+        "campaign",
+        None,
+    )
+    earlier = raw_events({4: ("a", "s", "L3", -HOURS, 1)})
+    four = pl.Series("event_id", [4], dtype=pl.Int64)
+    assert patch_layout(old, four, earlier) is None
+    assert update(old, four, earlier).events.get_column("event_id").to_list() == [4, 1, 2, 3]
 
 
 @pytest.mark.parametrize(

@@ -1,29 +1,33 @@
 """An incremental refresh: a layout after some events changed, without rebuilding it.
 
-When the changed events keep their times and the new ones come after the last
-event (the common case: metadata edits, deletes, new events arriving now), no
-row moves. Then every derived structure is patched where the change reaches:
+Every derived structure is patched where the change reaches:
 
-- a changed event's row takes its current version, or becomes a *tombstone*
-  (no event id, lead, account or values, so it counts nowhere) when it is gone;
-  new events are appended;
+- a changed event's row takes its current version when its time is the same,
+  or becomes a *tombstone* (no event id, lead, account or values, so it counts
+  nowhere) when it is gone or its time changed;
+- new events, and those whose time changed, are inserted where their time
+  puts them: at the end for events arriving now, among the last rows for ones
+  arriving late. Only the rows from the first insertion on are copied into
+  their new places (:class:`Placement`);
 - the previous-day columns are recomputed only over the rows of the leads and
   accounts that a changed event had or has: a pair of any other lead or account
   has the same rows as before;
-- a value index changes only for the values an event left or joined;
+- a value index changes only for the values an event left or joined, after its
+  rows from the first insertion on are renumbered;
 - the day totals change by the sums of the rows whose contribution changed
   (new minus old), and the cells an event left get their first and last times
   again, from the value index or from the events of their day.
 
-Otherwise (a changed time, an event arriving before the last one, new per-lead
-facts) rows would shift, or (a dictionary growing past 256 or 65,536 values,
-events spanning 65,536 days) a column would widen, and the layout is derived
-afresh from its events. The
-tombstones go at the next full load or shifting update.
+A layout is derived afresh from its events instead when new per-lead facts
+arrive, when a dictionary grows past 256 or 65,536 values or the events come
+to span 65,536 days (a column would widen), or when an event lands on a day
+before the first event's (every previous day is counted from that one). The
+tombstones go at the next full load or derivation.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -112,13 +116,13 @@ def patch(
     arrived: pl.DataFrame,
     new_leads: pl.DataFrame | None = None,
 ) -> Layout | None:
-    """:func:`update` in place, or None when a row would have to move (see the module)."""
+    """:func:`update` in place, or None when the layout is to be derived afresh
+    (see the module)."""
     events = layout.events
-    height = events.height
-    if height == 0:
+    if events.is_empty():
         return None
-    # Time order: appended rows go at the end as they are, and ``rows`` below
-    # stays aligned with the encoded events.
+    # Time order: inserted rows go in as they are, and ``rows`` below stays
+    # aligned with the encoded events.
     arrived = arrived.sort("occurred_at", "event_id")
     # An id the narrowed column cannot hold is not in it.
     ids = changed_ids.cast(events.schema["event_id"], strict=False).drop_nulls()
@@ -133,8 +137,9 @@ def patch(
         .join(old, on=["event_id", "occurred_at"], how="left", maintain_order="left")
         .get_column("row")
     )
-    later = arrived.get_column("occurred_at").filter(rows.is_null())
-    if later.len() and later.min() < events["occurred_at"][-1]:
+    occurred_at = events.get_column("occurred_at")
+    inserted_at = arrived.get_column("occurred_at").filter(rows.is_null()).to_physical()
+    if inserted_at.len() and int(inserted_at[0]) // DAY < int(occurred_at.to_physical()[0]) // DAY:
         return None  # decided before encoding anything: update() derives afresh
     current, dictionaries = encode_events(arrived, layout.dictionaries)
     if code_dtypes(dictionaries) != events.select(KEYS).schema or any(
@@ -143,21 +148,31 @@ def patch(
         return None  # a dictionary outgrew its codes' width: update() derives afresh
     leads = with_new_leads(layout.leads, layout.accounts, dictionaries, new_leads)
     placed = with_lead_facts(current, leads).with_columns(rows)
-    appended = placed.filter(pl.col("row").is_null()).drop("row")
+    inserted = placed.filter(pl.col("row").is_null()).drop("row")
+    placement = Placement.of(occurred_at, inserted.get_column("occurred_at"))
     # Each changed row in row order: its current version, or a tombstone.
     replaced = (
         old.select("row")
         .join(placed.drop("occurred_at"), on="row", how="left", maintain_order="left")
         .with_columns(pl.col("points").fill_null(0), pl.col("is_mql").fill_null(value=False))
     )
-    columns = {"occurred_at": _appended(events.get_column("occurred_at"), appended)}
+    changed_rows = placement.moved(changed)
+    # Still ascending: each inserted time goes after the old ones at or before it.
+    columns = {
+        "occurred_at": placement.column(
+            occurred_at, inserted.get_column("occurred_at")
+        ).set_sorted()
+    }
     for name in FACT_COLUMNS:
         column = events.get_column(name)
         if name in NARROW_TYPES and not _fits(
-            pl.concat([replaced.get_column(name), appended.get_column(name)]), column.dtype
+            pl.concat([replaced.get_column(name), inserted.get_column(name)]), column.dtype
         ):
             column = column.cast(BASE_EVENTS[name])  # widened for the change
-        columns[name] = _appended(_scattered(column, changed, replaced.get_column(name)), appended)
+        spread = placement.column(column, inserted.get_column(name))
+        columns[name] = _scattered(
+            spread, changed_rows, replaced.get_column(name), copy=spread is column
+        )
     for name in NARROW_TYPES:  # as narrow as a fresh derive makes them
         columns[name] = narrowed(columns[name])
     patched = pl.DataFrame(columns).select(*BASE_EVENTS.names(), "is_mql")
@@ -166,24 +181,26 @@ def patch(
         != events.schema[previous_day(*PAIRS[0])]
     ):
         return None  # the days outgrew their width: update() derives afresh
-    patched, moved = _patched_pairs(events, patched, changed, leads)
-    appended_rows = pl.int_range(height, patched.height, dtype=pl.UInt32, eager=True)
+    patched, moved = _patched_pairs(events, patched, changed, placement, leads)
     indexes = {}
     days = {}
     for key in KEYS:
-        left, joined = _moves(events, patched, changed, appended_rows, key)
+        left, joined = _moves(events, patched, changed, placement, key)
         index = layout.indexes.get(key)
         if index is not None:
-            index = indexes[key] = _patched_index(index, dictionaries.of(key).len(), left, joined)
-        touched = pl.concat([changed, appended_rows, moved[key]]).unique().sort()
+            index = indexes[key] = _patched_index(
+                placement.shifted(index), dictionaries.of(key).len(), left, joined
+            )
+        touched = pl.concat([changed_rows, placement.rows, moved[key]]).unique().sort()
+        was = placement.old(touched)[1]
         # The day totals need each event's account (account_of): these few rows get it.
         days[key] = _patched_days(
             layout.days[key],
-            events.gather(touched.filter(touched < height)).with_columns(account_of(leads)),
+            events.gather(was).with_columns(account_of(leads)),
             patched.gather(touched).with_columns(account_of(leads)),
             accounts=layout.accounts,
             key=key,
-            left=_left_cells(events, left, key),
+            left=_left_cells(patched, left, key),
             events=patched,
             index=index,
         )
@@ -203,59 +220,136 @@ def patch(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the inserted rows go among a layout's ``height`` rows: before the
+    old row ``at[i]`` (``height``: after the last), for each inserted row ``i``
+    in time order, so ``at`` ascends. An inserted row goes after the old rows of
+    its own instant."""
+
+    height: int
+    at: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, occurred_at: pl.Series, times: pl.Series) -> Placement:
+        """The places of rows at ``times`` (ascending) among ``occurred_at``."""
+        at = occurred_at.search_sorted(times, side="right").to_numpy().astype(np.int64)
+        return cls(occurred_at.len(), at)
+
+    @property
+    def first(self) -> int:
+        """The first old row that moves: every row before it keeps its number."""
+        return int(self.at[0]) if len(self.at) else self.height
+
+    @property
+    def rows(self) -> pl.Series:
+        """The row numbers of the inserted rows, in the patched layout."""
+        return pl.Series("row", self.at + np.arange(len(self.at)), dtype=pl.UInt32)
+
+    def moved(self, rows: pl.Series) -> pl.Series:
+        """The numbers in the patched layout of old ``rows``."""
+        if self.first >= self.height:
+            return rows
+        old = rows.to_numpy().astype(np.int64)
+        return pl.Series(
+            rows.name, old + np.searchsorted(self.at, old, side="right"), dtype=rows.dtype
+        )
+
+    def old(self, rows: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """Which of ``rows`` (ascending, of the patched layout) were old rows,
+        and the numbers those had before."""
+        if self.first >= self.height:
+            old = rows < self.height
+            return old, rows.filter(old)
+        inserted = self.rows.to_numpy().astype(np.int64)
+        new = rows.to_numpy().astype(np.int64)
+        before = np.searchsorted(inserted, new, side="left")
+        kept = ~np.isin(new, inserted)
+        return pl.Series(kept), pl.Series(rows.name, (new - before)[kept], dtype=rows.dtype)
+
+    def column(self, column: pl.Series, inserted: pl.Series) -> pl.Series:
+        """``column`` with the ``inserted`` values in their places. Only the rows
+        from :attr:`first` on are moved."""
+        if not len(self.at):
+            return column
+        first = self.first
+        tail = self.height - first
+        order = np.empty(tail + len(self.at), dtype=np.int64)
+        places = self.at - first + np.arange(len(self.at))
+        kept = np.ones(len(order), dtype=bool)
+        kept[places] = False
+        order[kept] = np.arange(tail)
+        order[places] = tail + np.arange(len(self.at))
+        moved = pl.concat([column.slice(first), inserted.cast(column.dtype)]).gather(order)
+        return pl.concat([column.slice(0, first), moved], rechunk=True)
+
+    def shifted(self, index: ValueIndex) -> ValueIndex:
+        """``index`` with its rows renumbered for the patched layout."""
+        if self.first >= self.height:
+            return index
+        rows = index.rows.to_numpy()
+        moving = np.flatnonzero(rows >= self.first)
+        renumbered = rows.copy()
+        renumbered[moving] += np.searchsorted(self.at, rows[moving], side="right").astype(
+            rows.dtype
+        )
+        return ValueIndex(pl.Series(index.rows.name, renumbered), index.offsets)
+
+
 def _fits(values: pl.Series, dtype: pl.DataType) -> bool:
     """Whether every one of ``values`` is held by ``dtype``."""
     return values.cast(dtype, strict=False).null_count() == values.null_count()
 
 
-def _scattered(column: pl.Series, rows: pl.Series, values: pl.Series) -> pl.Series:
-    """``column`` with ``values`` at ``rows``; the same series when nothing differs."""
+def _scattered(
+    column: pl.Series, rows: pl.Series, values: pl.Series, *, copy: bool = True
+) -> pl.Series:
+    """``column`` with ``values`` at ``rows``; the same series when nothing differs.
+    Without ``copy``, ``column`` is this patch's own and is changed in place."""
     if column.gather(rows).equals(values.cast(column.dtype), check_names=False):
         return column
-    column = column.clone()  # copy on write: the serving layout keeps its column
+    if copy:
+        column = column.clone()  # copy on write: the serving layout keeps its column
     column.scatter(rows, values.cast(column.dtype))
     return column
 
 
-def _appended(column: pl.Series, appended: pl.DataFrame) -> pl.Series:
-    if not appended.height:
-        return column
-    return pl.concat([column, appended.get_column(column.name).cast(column.dtype)], rechunk=True)
-
-
 def _patched_pairs(
-    events: pl.DataFrame, patched: pl.DataFrame, changed: pl.Series, leads: pl.DataFrame
+    events: pl.DataFrame,
+    patched: pl.DataFrame,
+    changed: pl.Series,
+    placement: Placement,
+    leads: pl.DataFrame,
 ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
     """``patched`` with its previous-day columns, and per UTM key the old rows
-    whose first-of-pair flag (no previous event) changed.
+    (numbered as in ``patched``) whose first-of-pair flag (no previous event)
+    changed.
 
     A (key, lead) chain changes only where a changed row got another value of
     the key or another lead (a tombstone has neither), or where rows were
-    appended. Only the rows of the leads such a row had or has are recomputed;
+    inserted. Only the rows of the leads such a row had or has are recomputed;
     a pair of any other lead has the same rows as before. Likewise for accounts,
     whose rows are those of their leads: an event's account is read from its
     lead (``leads``) for the few rows that need it, never for all.
     """
-    height = events.height
     columns: dict[str, pl.Series] = {}
     flipped: dict[str, list[pl.Series]] = {key: [] for key in KEYS}
     account = account_of(leads)
-    before, after = (
-        frame.select(*KEYS, "lead").gather(changed).with_columns(account)
-        for frame in (events, patched)
-    )
-    added = patched.select("lead").slice(height).with_columns(account)
+    changed_rows = placement.moved(changed)
+    before = events.select(*KEYS, "lead").gather(changed).with_columns(account)
+    after = patched.select(*KEYS, "lead").gather(changed_rows).with_columns(account)
+    added = patched.select("lead").gather(placement.rows).with_columns(account)
     differs = {
         name: before.get_column(name).ne_missing(after.get_column(name))
         for name in (*KEYS, "lead", "account")
     }
+    plans: dict[str, tuple[list[str], pl.Series, pl.Series]] = {}
     for other in ("lead", "account"):
         regrouped = {key: differs[key] | differs[other] for key in KEYS}
-        moving = [key for key in KEYS if patched.height > height or regrouped[key].any()]
+        moving = [key for key in KEYS if added.height or regrouped[key].any()]
         if not moving:
             continue
         moves = pl.select(pl.any_horizontal(regrouped[key] for key in moving)).to_series()
-        moved = changed.filter(moves)
         touched = pl.concat(
             [
                 before.get_column(other).filter(moves),
@@ -269,11 +363,23 @@ def _patched_pairs(
                 .filter(pl.col("account").is_in(touched.implode()))
                 .get_column("lead")
             )
-        mark = pl.repeat(value=False, n=patched.height, eager=True)
-        mark.scatter(moved, values=True)
-        rows = (patched.get_column("lead").is_in(touched.implode()) | mark).arg_true()
+        plans[other] = (moving, changed_rows.filter(moves), touched)
+    # One pass over the events finds the rows of the leads of both.
+    candidates = (
+        patched.get_column("lead")
+        .is_in(pl.concat([touched for *_, touched in plans.values()]).implode())
+        .arg_true()
+        if plans
+        else changed.clear()
+    )
+    for other, (moving, moved, touched) in plans.items():
+        rows = candidates
+        if len(plans) > 1:
+            of_lead = patched.get_column("lead").gather(candidates).is_in(touched.implode())
+            rows = candidates.filter(of_lead)
+        rows = pl.concat([rows, moved]).unique().sort()
         subset = patched.select(*moving, "lead").gather(rows).with_columns(account)
-        old_rows = rows.filter(rows < height)
+        old, was = placement.old(rows)
         for key in moving:
             name = previous_day(key, other)
             local = _previous_of_pair(subset, key, other)
@@ -283,14 +389,14 @@ def _patched_pairs(
                 .otherwise(pl.lit(-1, dtype=ROW))
             ).to_series()
             column = events.get_column(name)
-            columns[name] = _scattered(
-                _extended(column, patched.height),
-                rows,
-                previous_days(previous, patched.get_column("occurred_at"), column.dtype),
+            days = previous_days(previous, patched.get_column("occurred_at"), column.dtype)
+            spread = placement.column(
+                column, pl.repeat(NO_PREVIOUS, added.height, dtype=column.dtype, eager=True)
             )
-            was = column.gather(old_rows) == NO_PREVIOUS
-            now = columns[name].gather(old_rows) == NO_PREVIOUS
-            flipped[key].append(old_rows.filter(was != now))
+            columns[name] = _scattered(spread, rows, days, copy=spread is column)
+            first_before = column.gather(was) == NO_PREVIOUS
+            first_now = days.filter(old) == NO_PREVIOUS
+            flipped[key].append(rows.filter(old).filter(first_before != first_now))
     patched = patched.with_columns(
         columns.get(name, events.get_column(name)).alias(name)
         for name in (previous_day(key, other) for key, other in PAIRS)
@@ -298,33 +404,25 @@ def _patched_pairs(
     return patched, {key: pl.concat([changed.clear(), *rows]) for key, rows in flipped.items()}
 
 
-def _extended(column: pl.Series, height: int) -> pl.Series:
-    """A previous-day column extended with :data:`NO_PREVIOUS` to ``height`` rows."""
-    if column.len() == height:
-        return column
-    return pl.concat(
-        [column, pl.repeat(NO_PREVIOUS, height - column.len(), dtype=column.dtype, eager=True)],
-        rechunk=True,
-    )
-
-
 def _moves(
     events: pl.DataFrame,
     patched: pl.DataFrame,
     changed: pl.Series,
-    appended_rows: pl.Series,
+    placement: Placement,
     key: str,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The (code, row) entries that left ``key``'s values and those that joined."""
+    """The (code, row) entries that left ``key``'s values and those that joined,
+    with rows numbered as in ``patched``."""
+    rows = placement.moved(changed)
     before = events.get_column(key).gather(changed)
-    after = patched.get_column(key).gather(changed)
+    after = patched.get_column(key).gather(rows)
     differs = before.ne_missing(after)
-    left = pl.DataFrame({"code": before, "row": changed}).filter(differs).drop_nulls()
+    left = pl.DataFrame({"code": before, "row": rows}).filter(differs).drop_nulls()
     joined = pl.concat(
         [
-            pl.DataFrame({"code": after, "row": changed}).filter(differs),
+            pl.DataFrame({"code": after, "row": rows}).filter(differs),
             pl.DataFrame(
-                {"code": patched.get_column(key).slice(events.height), "row": appended_rows}
+                {"code": patched.get_column(key).gather(placement.rows), "row": placement.rows}
             ),
         ]
     ).drop_nulls()
@@ -435,7 +533,11 @@ def _patched_days(
     cells = pl.concat([change.select(cell), left.select(cell)]).unique().get_column("cell")
     if not cells.len():
         return totals
-    keyed = totals.with_columns(cell)
+    # The totals are sorted by day and code, as ``cell`` is: only the rows from
+    # the first touched day on are rewritten (a few when events arrive now).
+    first_day = int(cells.min()) >> 32  # type: ignore[arg-type]
+    start = int(totals.get_column("day").search_sorted(first_day, side="left"))
+    keyed = totals.slice(start).with_columns(cell)
     touched = keyed.filter(pl.col("cell").is_in(cells.implode()))
     recomputed = summed([touched.drop("cell"), change.select(totals.columns)]).filter(
         pl.col("total_events") > 0
@@ -451,11 +553,12 @@ def _patched_days(
         .with_columns(cell)
         .sort("cell")
     )
-    return (
+    rewritten = (
         keyed.filter(~pl.col("cell").is_in(cells.implode()))
         .merge_sorted(recomputed, key="cell")
         .drop("cell")
     )
+    return pl.concat([totals.slice(0, start), rewritten], rechunk=True)
 
 
 def _cell_bounds(
