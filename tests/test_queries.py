@@ -310,9 +310,7 @@ def test_an_incremental_update_answers_like_a_full_build(
         for name in fresh.codes[key]:
             leads = [
                 campaign_leads(
-                    built.events,
-                    built.leads,
-                    rows=built.rows_of(key, built.codes[key][name], 0, built.events.height),
+                    built, rows=built.rows_of(key, built.codes[key][name], 0, built.events.height)
                 ).rows()
                 for built in (updated, fresh)
             ]
@@ -520,15 +518,34 @@ def test_packed_and_stable_orderings_build_the_same_layout(events: dict[int, Eve
         assert packed.indexes[key].offsets.equals(index.offsets)
 
 
+def test_lead_facts_are_in_lead_code_order_without_keys_of_their_own() -> None:
+    """The leads frame has a row per lead code and no key column: a lead's key
+    is the lead_key dictionary's at its code, through a patch that adds leads too."""
+    built = layout([("a", "L2", 0, 0), ("a", "L1", 1, 0), ("b", None, 1, 0)])
+    added = patch_layout(
+        built,
+        pl.Series("event_id", [9], dtype=pl.Int64),
+        raw_events({9: ("b", None, "L5", 2, 0)}),
+    )
+    assert added is not None
+    for checked in (built, added):
+        assert "lead_key" not in checked.leads.columns
+        assert checked.leads.height == checked.dictionaries.lead_key.len()
+    # L1 is an MQL (facts()), L2 is not, and L5 has no facts here.
+    mql = dict(
+        zip(added.dictionaries.lead_key.to_list(), added.leads.get_column("is_mql"), strict=True)
+    )
+    assert mql[lead_key("L1")] is True
+    assert mql[lead_key("L2")] is False
+    assert mql[lead_key("L5")] is None
+
+
 def test_campaign_leads_orders_and_limits() -> None:
     """Most recent first touch first, lead_id breaking ties, capped by limit."""
     built = layout([("a", "L2", 0, 0), ("a", "L1", 0, 0), ("a", "L3", 1, 0), ("b", "L4", 1, 0)])
     code = built.codes["campaign"]["a"]
     frame = campaign_leads(
-        built.events,
-        built.leads,
-        rows=built.rows_of("campaign", code, 0, built.events.height),
-        limit=2,
+        built, rows=built.rows_of("campaign", code, 0, built.events.height), limit=2
     )
     assert [tuple(r) for r in frame.select("lead_id", "score").iter_rows()] == [
         (str(uuid.UUID(int=lead_key("L3"))), 1),

@@ -143,9 +143,7 @@ def leads_body(
     layout = snapshot.layout
     lo, hi = queries.window_rows(layout.events.get_column("occurred_at"), start, end)
     code = layout.codes[group_by].get(campaign_name)
-    rows = queries.campaign_leads(
-        layout.events, layout.leads, rows=layout.rows_of(group_by, code, lo, hi)
-    )
+    rows = queries.campaign_leads(layout, rows=layout.rows_of(group_by, code, lo, hi))
     return json_encoder.encode(
         LeadsEnvelope(campaign_name=campaign_name, leads=msgspec.Raw(json_array(rows)))
     )

@@ -326,12 +326,15 @@ def align_leads(
     """Per-lead facts in lead-code order, one row per code.
 
     A lead some event names but without facts here (in another org unit, or
-    gone) keeps its key, and nulls for the rest. A lead's id is spelled from
-    its key where an answer shows it (:func:`uuid_text`): no text per lead is held.
+    gone) gets nulls. A lead's key is not repeated here: it is the ``lead_key``
+    dictionary's at the same code, and its id is spelled from it where an
+    answer shows it (:func:`uuid_text`): no text per lead is held.
     """
     _, lead_keys = encode(lead_facts.get_column("lead_key"), dictionaries.lead_key)
-    aligned = lead_keys.to_frame().join(
-        lead_facts, on="lead_key", how="left", maintain_order="left"
+    aligned = (
+        lead_keys.to_frame()
+        .join(lead_facts, on="lead_key", how="left", maintain_order="left")
+        .drop("lead_key")
     )
     return aligned, Dictionaries(
         campaign=dictionaries.campaign,
@@ -591,8 +594,8 @@ class Layout:
     """Sorted by occurred_at: base columns, is_mql and the previous-day columns (an
     event's account is its lead's: :func:`account_of`)."""
     leads: pl.DataFrame
-    """One row per lead code: the facts of LEAD_FACTS (lead_key, is_mql, ...) and the
-    account code."""
+    """One row per lead code: the facts of LEAD_FACTS but the key (the ``lead_key``
+    dictionary holds it at the same code), and the account code."""
     accounts: pl.DataFrame
     """One row per account code: account_id and its deal totals."""
     dictionaries: Dictionaries
@@ -633,16 +636,20 @@ def with_new_leads(
     facts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """``leads`` plus a row for each lead code added since: its facts when
-    ``facts`` (LEAD_FACTS) has them, else its key alone."""
+    ``facts`` (LEAD_FACTS) has them, else nulls."""
     known = leads.height
     if dictionaries.lead_key.len() == known:
         return leads
     new_keys = dictionaries.lead_key.slice(known)
-    new_leads = new_keys.to_frame().join(
-        pl.DataFrame(schema=LEAD_FACTS) if facts is None else facts,
-        on="lead_key",
-        how="left",
-        maintain_order="left",
+    new_leads = (
+        new_keys.to_frame()
+        .join(
+            pl.DataFrame(schema=LEAD_FACTS) if facts is None else facts,
+            on="lead_key",
+            how="left",
+            maintain_order="left",
+        )
+        .drop("lead_key")
     )
     new_leads, _ = align_accounts(new_leads, accounts.drop("account"))
     return pl.concat([leads, new_leads], how="diagonal")

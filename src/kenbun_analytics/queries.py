@@ -296,8 +296,7 @@ def _lead_counts(leads: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
 
 
 def campaign_leads(
-    events: pl.DataFrame,
-    leads: pl.DataFrame,
+    layout: Layout,
     *,
     rows: pl.Series,
     limit: int = DRILLDOWN_LIMIT,
@@ -307,16 +306,17 @@ def campaign_leads(
     ``rows`` are the value's events inside the window (``Layout.rows_of``).
     Everything here costs in proportion to those rows, never to the org unit:
     the touched rows are gathered first, the touches are aggregated per lead
-    code, and the lead facts (``leads`` is in lead-code order) are gathered for
-    the at most ``limit`` leads kept. Only leads whose first touch can still
-    make the cut (the ``limit`` latest, ties included) get their key, which
-    breaks ties: a uuid's canonical text (fixed width, lowercase hex) sorts as
-    its 128-bit integer does, so ordering by key is ordering by lead_id.
+    code, and the lead facts (``layout.leads`` is in lead-code order, as the
+    ``lead_key`` dictionary is) are gathered for the at most ``limit`` leads
+    kept. Only leads whose first touch can still make the cut (the ``limit``
+    latest, ties included) get their key, which breaks ties: a uuid's canonical
+    text (fixed width, lowercase hex) sorts as its 128-bit integer does, so
+    ordering by key is ordering by lead_id.
     """
     touched = pl.DataFrame(
-        [events.get_column(name).gather(rows) for name in ("lead", "occurred_at")]
+        [layout.events.get_column(name).gather(rows) for name in ("lead", "occurred_at")]
     )
-    lead_keys = leads.get_column("lead_key")
+    lead_keys = layout.dictionaries.lead_key
     candidates = (
         touched.lazy()
         .filter(pl.col("lead").is_not_null())
@@ -335,7 +335,7 @@ def campaign_leads(
         .head(limit)
     )
     codes = top.get_column("lead")
-    facts = pl.DataFrame([leads.get_column(name).gather(codes) for name in LEAD_COLUMNS])
+    facts = pl.DataFrame([layout.leads.get_column(name).gather(codes) for name in LEAD_COLUMNS])
     return pl.concat(
         [
             uuid_text(top.get_column("lead_key")).alias("lead_id").to_frame(),
