@@ -456,8 +456,10 @@ def _patched_index(
     order = np.lexsort((joined_rows, joined_codes))
     joined_codes, joined_rows = joined_codes[order], joined_rows[order]
     at = _segment_search(rows, old[joined_codes], old[joined_codes + 1], joined_rows)
-    kept = np.delete(rows, leaving)
-    patched = np.insert(kept, at - np.searchsorted(leaving, at), joined_rows)
+    # Each of these copies every row once: skipped when it has nothing to do
+    # (events only arriving, or only leaving).
+    kept = np.delete(rows, leaving) if len(leaving) else rows
+    patched = np.insert(kept, at - np.searchsorted(leaving, at), joined_rows) if len(at) else kept
     change = np.bincount(joined_codes, minlength=names) - np.bincount(left_codes, minlength=names)
     offsets = old + np.concatenate(([0], np.cumsum(change)))
     return ValueIndex(
