@@ -11,7 +11,8 @@ Every derived structure is patched where the change reaches:
   their new places (:class:`Placement`);
 - the previous-day columns are recomputed only over the rows of the leads and
   accounts that a changed event had or has: a pair of any other lead or account
-  has the same rows as before;
+  has the same rows as before (and when rows were only appended, only the
+  appended rows get new values);
 - a value index changes only for the values an event left or joined, after its
   rows from the first insertion on are renumbered;
 - the day totals change by the sums of the rows whose contribution changed
@@ -242,13 +243,18 @@ class Placement:
         return int(self.at[0]) if len(self.at) else self.height
 
     @property
+    def appends(self) -> bool:
+        """Whether no old row moves: every inserted row (if any) goes after the last."""
+        return self.first >= self.height
+
+    @property
     def rows(self) -> pl.Series:
         """The row numbers of the inserted rows, in the patched layout."""
         return pl.Series("row", self.at + np.arange(len(self.at)), dtype=pl.UInt32)
 
     def moved(self, rows: pl.Series) -> pl.Series:
         """The numbers in the patched layout of old ``rows``."""
-        if self.first >= self.height:
+        if self.appends:
             return rows
         old = rows.to_numpy().astype(np.int64)
         return pl.Series(
@@ -258,7 +264,7 @@ class Placement:
     def old(self, rows: pl.Series) -> tuple[pl.Series, pl.Series]:
         """Which of ``rows`` (ascending, of the patched layout) were old rows,
         and the numbers those had before."""
-        if self.first >= self.height:
+        if self.appends:
             old = rows < self.height
             return old, rows.filter(old)
         inserted = self.rows.to_numpy().astype(np.int64)
@@ -285,7 +291,7 @@ class Placement:
 
     def shifted(self, index: ValueIndex) -> ValueIndex:
         """``index`` with its rows renumbered for the patched layout."""
-        if self.first >= self.height:
+        if self.appends:
             return index
         rows = index.rows.to_numpy()
         moving = np.flatnonzero(rows >= self.first)
@@ -380,6 +386,9 @@ def _patched_pairs(
         rows = pl.concat([rows, moved]).unique().sort()
         subset = patched.select(*moving, "lead").gather(rows).with_columns(account)
         old, was = placement.old(rows)
+        # When rows were only appended and no old row changed its pair, every
+        # old row keeps its previous event: only the appended rows need theirs.
+        appended_only = placement.appends and moved.is_empty()
         for key in moving:
             name = previous_day(key, other)
             local = _previous_of_pair(subset, key, other)
@@ -393,6 +402,12 @@ def _patched_pairs(
             spread = placement.column(
                 column, pl.repeat(NO_PREVIOUS, added.height, dtype=column.dtype, eager=True)
             )
+            if appended_only:
+                appended = ~old
+                columns[name] = _scattered(
+                    spread, rows.filter(appended), days.filter(appended), copy=spread is column
+                )
+                continue
             columns[name] = _scattered(spread, rows, days, copy=spread is column)
             first_before = column.gather(was) == NO_PREVIOUS
             first_now = days.filter(old) == NO_PREVIOUS
