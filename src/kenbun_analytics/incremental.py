@@ -182,11 +182,13 @@ def patch(
         != events.schema[previous_day(*PAIRS[0])]
     ):
         return None  # the days outgrew their width: update() derives afresh
-    patched, moved = _patched_pairs(events, patched, changed, placement, leads)
+    patched, moved = _patched_pairs(
+        events, patched, changed, changed_rows, placement=placement, leads=leads
+    )
     indexes = {}
     days = {}
     for key in KEYS:
-        left, joined = _moves(events, patched, changed, placement, key)
+        left, joined = _moves(events, patched, changed, changed_rows, placement=placement, key=key)
         index = layout.indexes.get(key)
         if index is not None:
             index = indexes[key] = _patched_index(
@@ -324,12 +326,14 @@ def _patched_pairs(
     events: pl.DataFrame,
     patched: pl.DataFrame,
     changed: pl.Series,
+    changed_rows: pl.Series,
+    *,
     placement: Placement,
     leads: pl.DataFrame,
 ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
     """``patched`` with its previous-day columns, and per UTM key the old rows
-    (numbered as in ``patched``) whose first-of-pair flag (no previous event)
-    changed.
+    (numbered as in ``patched``, as ``changed_rows`` number the ``changed``
+    ones) whose first-of-pair flag (no previous event) changed.
 
     A (key, lead) chain changes only where a changed row got another value of
     the key or another lead (a tombstone has neither), or where rows were
@@ -341,7 +345,6 @@ def _patched_pairs(
     columns: dict[str, pl.Series] = {}
     flipped: dict[str, list[pl.Series]] = {key: [] for key in KEYS}
     account = account_of(leads)
-    changed_rows = placement.moved(changed)
     before = events.select(*KEYS, "lead").gather(changed).with_columns(account)
     after = patched.select(*KEYS, "lead").gather(changed_rows).with_columns(account)
     added = patched.select("lead").gather(placement.rows).with_columns(account)
@@ -423,19 +426,21 @@ def _moves(
     events: pl.DataFrame,
     patched: pl.DataFrame,
     changed: pl.Series,
+    changed_rows: pl.Series,
+    *,
     placement: Placement,
     key: str,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The (code, row) entries that left ``key``'s values and those that joined,
-    with rows numbered as in ``patched``."""
-    rows = placement.moved(changed)
+    with rows numbered as in ``patched`` (``changed_rows`` are the ``changed``
+    rows there)."""
     before = events.get_column(key).gather(changed)
-    after = patched.get_column(key).gather(rows)
+    after = patched.get_column(key).gather(changed_rows)
     differs = before.ne_missing(after)
-    left = pl.DataFrame({"code": before, "row": rows}).filter(differs).drop_nulls()
+    left = pl.DataFrame({"code": before, "row": changed_rows}).filter(differs).drop_nulls()
     joined = pl.concat(
         [
-            pl.DataFrame({"code": after, "row": rows}).filter(differs),
+            pl.DataFrame({"code": after, "row": changed_rows}).filter(differs),
             pl.DataFrame(
                 {"code": patched.get_column(key).gather(placement.rows), "row": placement.rows}
             ),

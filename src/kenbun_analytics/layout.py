@@ -331,16 +331,21 @@ def align_leads(
     answer shows it (:func:`uuid_text`): no text per lead is held.
     """
     _, lead_keys = encode(lead_facts.get_column("lead_key"), dictionaries.lead_key)
-    aligned = (
-        lead_keys.to_frame()
-        .join(lead_facts, on="lead_key", how="left", maintain_order="left")
-        .drop("lead_key")
-    )
-    return aligned, Dictionaries(
+    return _facts_at(lead_keys, lead_facts), Dictionaries(
         campaign=dictionaries.campaign,
         source=dictionaries.source,
         medium=dictionaries.medium,
         lead_key=lead_keys,
+    )
+
+
+def _facts_at(keys: pl.Series, lead_facts: pl.DataFrame) -> pl.DataFrame:
+    """The facts of each of ``keys`` in order (nulls for a key without any),
+    without the key itself."""
+    return (
+        keys.to_frame()
+        .join(lead_facts, on="lead_key", how="left", maintain_order="left")
+        .drop("lead_key")
     )
 
 
@@ -640,16 +645,9 @@ def with_new_leads(
     known = leads.height
     if dictionaries.lead_key.len() == known:
         return leads
-    new_keys = dictionaries.lead_key.slice(known)
-    new_leads = (
-        new_keys.to_frame()
-        .join(
-            pl.DataFrame(schema=LEAD_FACTS) if facts is None else facts,
-            on="lead_key",
-            how="left",
-            maintain_order="left",
-        )
-        .drop("lead_key")
+    new_leads = _facts_at(
+        dictionaries.lead_key.slice(known),
+        pl.DataFrame(schema=LEAD_FACTS) if facts is None else facts,
     )
     new_leads, _ = align_accounts(new_leads, accounts.drop("account"))
     return pl.concat([leads, new_leads], how="diagonal")

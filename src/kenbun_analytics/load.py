@@ -100,21 +100,25 @@ def full_layout(
     lead_facts = arrow_frame(leads, LEAD_FACTS)
     if leads_by_id is not None:
         lead_facts = pl.concat(
-            [lead_facts, missing_leads(dictionaries.lead_key, lead_facts, leads_by_id)]
+            [
+                lead_facts,
+                missing_leads(
+                    dictionaries.lead_key, lead_facts.get_column("lead_key"), leads_by_id
+                ),
+            ]
         )
     return build(base, dictionaries, lead_facts, arrow_frame(account_deals, ACCOUNT_DEALS))
 
 
-def missing_leads(keys: pl.Series, known: pl.DataFrame, leads_by_id: LeadsById) -> pl.DataFrame:
-    """The facts of the leads among ``keys`` that ``known`` (LEAD_FACTS) lacks:
-    leads of another org unit, read by id (none read when none is missing)."""
+def missing_leads(keys: pl.Series, known: pl.Series, leads_by_id: LeadsById) -> pl.DataFrame:
+    """The facts (LEAD_FACTS) of the leads among ``keys`` whose key is not
+    ``known``: leads of another org unit, read by id (none read when none is missing)."""
     missing = keys.drop_nulls().unique()
     # Probing the known keys with the (usually few) missing ones hashes only those.
-    known_keys = known.get_column("lead_key")
-    found = known_keys.filter(known_keys.is_in(missing.implode()))
+    found = known.filter(known.is_in(missing.implode()))
     missing = missing.filter(~missing.is_in(found.implode()))
     if not missing.len():
-        return known.clear()
+        return pl.DataFrame(schema=LEAD_FACTS)
     return arrow_frame(leads_by_id(uuid_text(missing).to_list()), LEAD_FACTS)
 
 

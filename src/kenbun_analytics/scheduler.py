@@ -269,14 +269,15 @@ class Refresher:
         the first time (of other org units: its own were all read already)."""
         keys = arrived.get_column("lead_key")
         if unit not in changes.dimension_units:
-            known = layout.leads.with_columns(layout.dictionaries.lead_key).select(
-                LEAD_FACTS.names()
-            )
+            known = layout.dictionaries.lead_key
             return None, missing_leads(keys, known, self._source.leads_by_id)
         lead_facts = arrow_frame(self._source.leads_of(unit), LEAD_FACTS)
         keys = pl.concat([layout.dictionaries.lead_key, keys])
         lead_facts = pl.concat(
-            [lead_facts, missing_leads(keys, lead_facts, self._source.leads_by_id)]
+            [
+                lead_facts,
+                missing_leads(keys, lead_facts.get_column("lead_key"), self._source.leads_by_id),
+            ]
         )
         return (
             lead_facts,
