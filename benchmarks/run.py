@@ -16,7 +16,8 @@ largest and of a small campaign, the baselines (PostgreSQL SQL, DuckDB, naive
 Polars; each asserted to give the same rows), a full snapshot load,
 incremental refreshes after 10,000 changed, new (arriving now, and an hour
 late) and deleted events, snapshot
-bytes per event (every frame, value index, day total and dictionary),
+bytes per event (every frame, value index, day total, dictionary and lead
+detail, text views counted: :func:`kenbun_analytics.layout.resident_bytes`),
 RSS drift over repeated refreshes, aggregate p99 while a refresh runs, the
 cached-credential check, and (where ``wrk`` is installed) cached requests per
 second against a constant route on the same server. Results go to
@@ -50,7 +51,7 @@ from kenbun_analytics import admin
 from kenbun_analytics.api import campaigns_body, leads_body
 from kenbun_analytics.auth import Authenticator
 from kenbun_analytics.embedded import EmbeddedPostgres, free_port
-from kenbun_analytics.layout import ACCOUNT_DEALS, KEYS, LEAD_FACTS, read_points
+from kenbun_analytics.layout import ACCOUNT_DEALS, LEAD_FACTS, read_points, resident_bytes
 from kenbun_analytics.load import arrow_frame, raw_events_frame
 from kenbun_analytics.params import parse_window
 from kenbun_analytics.scheduler import Refresher
@@ -351,15 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         snapshot = store.get(unit)
         layout = snapshot.layout
         counted = layout.events.height
-        size = (
-            sum(frame.estimated_size() for frame in (layout.events, layout.leads, layout.accounts))
-            + sum(
-                index.rows.estimated_size() + index.offsets.estimated_size()
-                for index in layout.indexes.values()
-            )
-            + sum(days.estimated_size() for days in layout.days.values())
-            + sum(layout.dictionaries.of(key).estimated_size() for key in (*KEYS, "lead_key"))
-        )
+        size = resident_bytes(layout)
         result["checks"]["counting events in snapshot"] = counted
         result["checks"]["snapshot bytes per counting event"] = round(size / max(counted, 1), 1)
 

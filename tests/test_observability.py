@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from kenbun_analytics.errors import RateLimited
+from kenbun_analytics.layout import resident_bytes
 from kenbun_analytics.observability import JsonFormatter, redact
 from kenbun_analytics.ratelimit import RateLimiter
 from tests.conftest import make_app, refresh
@@ -74,6 +75,8 @@ def test_metrics_count_requests_refreshes_snapshots_and_the_cache(
     assert found["kenbun_http_request_duration_seconds_bucket", bucket] == 3
     assert found["kenbun_snapshot_rows", (("org_unit", unit),)] == 1
     assert found["kenbun_snapshot_age_seconds", (("org_unit", unit),)] >= 0
+    layout = client.app.state.services.store.get(unit).layout
+    assert found["kenbun_snapshot_bytes", (("org_unit", unit),)] == resident_bytes(layout) > 0
     assert found["kenbun_snapshot_load_seconds", (("org_unit", unit),)] > 0
     assert found["kenbun_snapshot_refresh_duration_seconds_count", (("outcome", "full"),)] == 1
     assert found["kenbun_result_cache_hits_total", ()] == 2

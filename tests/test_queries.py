@@ -105,6 +105,13 @@ def facts() -> tuple[pl.DataFrame, pl.DataFrame]:
     return leads, accounts
 
 
+def derived_again(layout: Layout) -> Layout:
+    """``layout`` derived afresh from its own base events, leads and accounts."""
+    return derive(
+        base_of(layout), layout.dictionaries, layout.leads, layout.accounts, details=layout.details
+    )
+
+
 def built_from(raw: pl.DataFrame) -> Layout:
     base, dictionaries = encode_events(raw, Dictionaries.empty())
     return build(base, dictionaries, *facts())
@@ -367,7 +374,7 @@ def check_patched_layout(data: st.DataObject, before: dict[int, Event]) -> None:
         as_read({i: event for i, event in final.items() if i in changes}),
     )
     assert patched is not None
-    derived = derive(base_of(patched), patched.dictionaries, patched.leads, patched.accounts)
+    derived = derived_again(patched)
     assert patched.events.equals(derived.events)
     assert patched.indexes.keys() == derived.indexes.keys()
     for key, index in derived.indexes.items():
@@ -500,7 +507,7 @@ def test_event_ids_take_four_bytes_below_two_to_the_32() -> None:
 
 
 def assert_derived_alike(patched: Layout) -> None:
-    derived = derive(base_of(patched), patched.dictionaries, patched.leads, patched.accounts)
+    derived = derived_again(patched)
     assert patched.events.equals(derived.events)
 
 
@@ -529,15 +536,20 @@ def test_lead_facts_are_in_lead_code_order_without_keys_of_their_own() -> None:
     )
     assert added is not None
     for checked in (built, added):
-        assert "lead_key" not in checked.leads.columns
+        assert checked.leads.columns == ["is_mql", "account"]
         assert checked.leads.height == checked.dictionaries.lead_key.len()
-    # L1 is an MQL (facts()), L2 is not, and L5 has no facts here.
-    mql = dict(
-        zip(added.dictionaries.lead_key.to_list(), added.leads.get_column("is_mql"), strict=True)
-    )
+        assert checked.details.height == checked.dictionaries.lead_key.len()
+    # L1 is an MQL (facts()), L2 is not, and L5 has no facts here; L1 and L2
+    # have account A1 and a score of 1.
+    keys = added.dictionaries.lead_key.to_list()
+    mql = dict(zip(keys, added.leads.get_column("is_mql"), strict=True))
     assert mql[lead_key("L1")] is True
     assert mql[lead_key("L2")] is False
     assert mql[lead_key("L5")] is None
+    details = added.details.frame().select("account_id", "score").rows()
+    by_key = dict(zip(keys, details, strict=True))
+    assert by_key[lead_key("L1")] == by_key[lead_key("L2")] == ("A1", 1)
+    assert by_key[lead_key("L5")] == (None, None)
 
 
 def test_campaign_leads_orders_and_limits() -> None:

@@ -349,6 +349,7 @@ def assert_same_layout(got: Layout, expected: Layout, *, flags: bool = False) ->
         assert got_frame.equals(expected_frame), name
         if flags:
             assert known_sorted(got_frame) == known_sorted(expected_frame), name
+    assert got.details.frame().equals(expected.details.frame())
     for key in (*KEYS, "lead_key"):
         assert got.dictionaries.of(key).equals(expected.dictionaries.of(key)), key
     assert got.indexes.keys() == expected.indexes.keys()

@@ -107,8 +107,8 @@ def update(
         base = merge_events(base, changed_ids, current)
     if facts is not None:
         return build(base, dictionaries, *facts)
-    leads = with_new_leads(layout.leads, layout.accounts, dictionaries, new_leads)
-    return derive(base, dictionaries, leads, layout.accounts)
+    leads, details = with_new_leads(layout, dictionaries, new_leads)
+    return derive(base, dictionaries, leads, layout.accounts, details=details)
 
 
 def patch(
@@ -147,7 +147,7 @@ def patch(
         indexed(dictionaries.of(key).len()) != (key in layout.indexes) for key in KEYS
     ):
         return None  # a dictionary outgrew its codes' width: update() derives afresh
-    leads = with_new_leads(layout.leads, layout.accounts, dictionaries, new_leads)
+    leads, details = with_new_leads(layout, dictionaries, new_leads)
     placed = with_lead_facts(current, leads).with_columns(rows)
     inserted = placed.filter(pl.col("row").is_null()).drop("row")
     placement = Placement.of(occurred_at, inserted.get_column("occurred_at"))
@@ -210,6 +210,7 @@ def patch(
     return Layout(
         events=patched,
         leads=leads,
+        details=details,
         accounts=layout.accounts,
         dictionaries=dictionaries,
         indexes=indexes,

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from kenbun_analytics.details import Details
+
 MONEY = pl.Decimal(38, 2)
 KEYS = ("campaign", "source", "medium")
 CODE = pl.UInt32()
@@ -591,6 +593,10 @@ def names_frame(names: pl.Series) -> pl.DataFrame:
     return pl.DataFrame({"code": pl.int_range(names.len(), dtype=CODE, eager=True), "name": names})
 
 
+LEAD_COLUMNS = ("is_mql", "account")
+"""The per-lead columns the aggregates read: the MQL flag and the account code."""
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """The frames of one org unit's snapshot."""
@@ -599,8 +605,10 @@ class Layout:
     """Sorted by occurred_at: base columns, is_mql and the previous-day columns (an
     event's account is its lead's: :func:`account_of`)."""
     leads: pl.DataFrame
-    """One row per lead code: the facts of LEAD_FACTS but the key (the ``lead_key``
-    dictionary holds it at the same code), and the account code."""
+    """One row per lead code: the :data:`LEAD_COLUMNS`. A lead's key is the
+    ``lead_key`` dictionary's at the same code, its other facts are ``details``'."""
+    details: Details
+    """One row per lead code: what the drilldown shows of each lead."""
     accounts: pl.DataFrame
     """One row per account code: account_id and its deal totals."""
     dictionaries: Dictionaries
@@ -631,30 +639,38 @@ def build(
     """Everything derived from base events, per-lead facts and per-account deal totals."""
     leads, dictionaries = align_leads(lead_facts, dictionaries)
     leads, accounts = align_accounts(leads, account_deals)
-    return derive(base, dictionaries, leads, accounts)
+    return derive(
+        base, dictionaries, leads.select(LEAD_COLUMNS), accounts, details=Details.of(leads)
+    )
 
 
 def with_new_leads(
-    leads: pl.DataFrame,
-    accounts: pl.DataFrame,
-    dictionaries: Dictionaries,
-    facts: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """``leads`` plus a row for each lead code added since: its facts when
-    ``facts`` (LEAD_FACTS) has them, else nulls."""
-    known = leads.height
+    layout: Layout, dictionaries: Dictionaries, facts: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, Details]:
+    """The leads and details of ``layout`` plus a row for each lead code added
+    since (``dictionaries`` has them): its facts when ``facts`` (LEAD_FACTS) has
+    them, else nulls."""
+    known = layout.leads.height
     if dictionaries.lead_key.len() == known:
-        return leads
+        return layout.leads, layout.details
     new_leads = _facts_at(
         dictionaries.lead_key.slice(known),
         pl.DataFrame(schema=LEAD_FACTS) if facts is None else facts,
     )
-    new_leads, _ = align_accounts(new_leads, accounts.drop("account"))
-    return pl.concat([leads, new_leads], how="diagonal")
+    new_leads, _ = align_accounts(new_leads, layout.accounts.drop("account"))
+    return (
+        pl.concat([layout.leads, new_leads.select(LEAD_COLUMNS)]),
+        layout.details.appended(new_leads),
+    )
 
 
 def derive(
-    base: pl.DataFrame, dictionaries: Dictionaries, leads: pl.DataFrame, accounts: pl.DataFrame
+    base: pl.DataFrame,
+    dictionaries: Dictionaries,
+    leads: pl.DataFrame,
+    accounts: pl.DataFrame,
+    *,
+    details: Details,
 ) -> Layout:
     narrow = base.cast(code_dtypes(dictionaries)).with_columns(
         narrowed(base.get_column(name)) for name in NARROW_TYPES
@@ -663,6 +679,7 @@ def derive(
     return Layout(
         events=events.drop("account"),
         leads=leads,
+        details=details,
         accounts=accounts,
         dictionaries=dictionaries,
         indexes={
@@ -678,3 +695,28 @@ def derive(
 def base_of(layout: Layout) -> pl.DataFrame:
     """The base events of ``layout``, with :data:`BASE_EVENTS` codes again."""
     return layout.events.select(BASE_EVENTS.names()).cast(BASE_EVENTS)
+
+
+VIEW = 16
+"""The bytes of the view Polars holds for each text, null or not; a text of at
+most 12 bytes lives inside its view, a longer one in a buffer beside it."""
+
+
+def series_bytes(series: pl.Series) -> int:
+    """The bytes ``series`` holds. For a text column Polars' ``estimated_size``
+    counts the texts but not the views, which are most of it."""
+    if series.dtype != pl.String:
+        return int(series.estimated_size())
+    lengths = series.str.len_bytes()
+    validity = (series.len() + 7) // 8 if series.null_count() else 0
+    return VIEW * series.len() + int(lengths.filter(lengths > VIEW - 4).sum()) + validity
+
+
+def resident_bytes(layout: Layout) -> int:
+    """The bytes of every frame, index, day total, dictionary and detail of
+    ``layout`` (the mappings of values to codes, a few entries per UTM value, aside)."""
+    frames = (layout.events, layout.leads, layout.accounts, *layout.days.values())
+    series = [column for frame in frames for column in frame.iter_columns()]
+    series += [part for index in layout.indexes.values() for part in (index.rows, index.offsets)]
+    series += [layout.dictionaries.of(key) for key in (*KEYS, "lead_key")]
+    return sum(series_bytes(column) for column in series) + layout.details.nbytes()

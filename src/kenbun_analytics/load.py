@@ -38,6 +38,7 @@ from types import TracebackType
 import polars as pl
 import pyarrow as pa
 
+from kenbun_analytics.details import Details
 from kenbun_analytics.errors import LoadError
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
@@ -167,6 +168,10 @@ def write_layout(layout: Layout, directory: Path) -> None:
             column.name for column in frame.iter_columns() if column.flags["SORTED_ASC"]
         ]
     (directory / "sorted.json").write_text(json.dumps(sorted_columns))
+    # A stream, not a file: each chunk of an appended column may have a dictionary of its own.
+    details = layout.details.table
+    with pa.ipc.new_stream(str(directory / "details.arrow"), details.schema) as writer:
+        writer.write_table(details)
 
 
 def read_layout(directory: Path) -> Layout:
@@ -182,9 +187,12 @@ def read_layout(directory: Path) -> Layout:
     dictionaries = Dictionaries(
         **{key: frame(f"dictionary.{key}").to_series() for key in (*KEYS, "lead_key")}
     )
+    with (directory / "details.arrow").open("rb") as file:
+        details = Details(pa.ipc.open_stream(file).read_all())
     return Layout(
         events=frame("events"),
         leads=frame("leads"),
+        details=details,
         accounts=frame("accounts"),
         dictionaries=dictionaries,
         indexes={

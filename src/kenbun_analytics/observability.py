@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from kenbun_analytics.cache import ResultCache
+from kenbun_analytics.layout import resident_bytes
 from kenbun_analytics.store import SnapshotStore
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -104,8 +105,14 @@ class _SnapshotCollector(Collector):
             "Seconds since the org unit's serving snapshot was taken.",
             labels=["org_unit"],
         )
+        held = GaugeMetricFamily(
+            "kenbun_snapshot_bytes",
+            "Bytes the org unit's serving snapshot holds in memory.",
+            labels=["org_unit"],
+        )
         for unit, snapshot in sorted(self._store.all().items()):
             rows.add_metric([unit], snapshot.layout.events.height)
+            held.add_metric([unit], resident_bytes(snapshot.layout))
             age.add_metric([unit], (now - snapshot.taken_at).total_seconds())
         load = GaugeMetricFamily(
             "kenbun_snapshot_load_seconds",
@@ -122,7 +129,7 @@ class _SnapshotCollector(Collector):
         )
         for unit, count in sorted(self._status.failures.items()):
             failures.add_metric([unit], count)
-        yield from (rows, age, load, failures)
+        yield from (rows, held, age, load, failures)
         yield CounterMetricFamily(
             "kenbun_result_cache_hits", "Result cache hits.", value=self._cache.hits
         )

@@ -31,21 +31,6 @@ from kenbun_analytics.layout import (
 )
 
 DRILLDOWN_LIMIT = 500
-LEAD_COLUMNS = (
-    "display_name",
-    "email",
-    "first_name",
-    "last_name",
-    "title",
-    "company",
-    "score",
-    "level",
-    "account_id",
-    "account_name",
-    "deal_stage",
-    "deal_amount",
-)
-"""The drilldown's per-lead columns between lead_id and the touch times, in order."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 COUNTS = ("total_events", "unique_leads", "mql_count", "total_points", "deals_count")
 CAMPAIGN_ROW = pl.Schema(
@@ -306,7 +291,7 @@ def campaign_leads(
     ``rows`` are the value's events inside the window (``Layout.rows_of``).
     Everything here costs in proportion to those rows, never to the org unit:
     the touched rows are gathered first, the touches are aggregated per lead
-    code, and the lead facts (``layout.leads`` is in lead-code order, as the
+    code, and the lead details (``layout.details`` is in lead-code order, as the
     ``lead_key`` dictionary is) are gathered for the at most ``limit`` leads
     kept. Only leads whose first touch can still make the cut (the ``limit``
     latest, ties included) get their key, which breaks ties: a uuid's canonical
@@ -335,7 +320,7 @@ def campaign_leads(
         .head(limit)
     )
     codes = top.get_column("lead")
-    facts = pl.DataFrame([layout.leads.get_column(name).gather(codes) for name in LEAD_COLUMNS])
+    facts = layout.details.take(codes)
     return pl.concat(
         [
             uuid_text(top.get_column("lead_key")).alias("lead_id").to_frame(),

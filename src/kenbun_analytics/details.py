@@ -1,0 +1,134 @@
+"""The per-lead details that only the drilldown shows, held compactly in Arrow.
+
+Polars holds every text as a 16-byte view, null or not, plus the text itself
+when it is longer than 12 bytes. Ten text columns of 900,000 leads cost
+144 MB in views alone, more than the texts. The drilldown reads these details
+for at most 500 leads a request, so they are held as an Arrow table instead:
+
+- a column that repeats its values (a first name, a title, an account's name
+  or deal) is dictionary-encoded with the narrowest index that holds it;
+- any other text has 4-byte offsets;
+- a lead's display name is not held again where it is its email: the source
+  spells the display name as the email whenever there is one.
+
+The table is in lead-code order, as the hot per-lead columns of
+:class:`kenbun_analytics.layout.Layout` are; :meth:`Details.take` gathers the
+few rows an answer shows and gives them back to Polars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+COLUMNS = (
+    "display_name",
+    "email",
+    "first_name",
+    "last_name",
+    "title",
+    "company",
+    "score",
+    "level",
+    "account_id",
+    "account_name",
+    "deal_stage",
+    "deal_amount",
+)
+"""The drilldown's per-lead columns between lead_id and the touch times, in order."""
+
+INDEX_TYPES = (pa.int8(), pa.int16(), pa.int32())
+"""Dictionary index types, narrowest first."""
+
+
+def _index_type(entries: int) -> pa.DataType:
+    for dtype in INDEX_TYPES:
+        if entries <= 1 << (dtype.bit_width - 1):
+            return dtype
+    return pa.int64()
+
+
+def _compact(column: pl.Series) -> pa.Array:
+    """``column`` as Arrow in the fewer bytes: dictionary-encoded with the
+    narrowest index, or plainly (texts with 4-byte offsets)."""
+    plain = column.to_arrow(compat_level=pl.CompatLevel.oldest())
+    if column.dtype == pl.String:
+        plain = plain.cast(pa.string() if plain.nbytes < 1 << 31 else pa.large_string())
+    encoded = plain.dictionary_encode()
+    encoded = pa.DictionaryArray.from_arrays(
+        encoded.indices.cast(_index_type(len(encoded.dictionary))), encoded.dictionary
+    )
+    return min(plain, encoded, key=lambda array: array.get_total_buffer_size())
+
+
+def _stored(facts: pl.DataFrame) -> pl.DataFrame:
+    """The columns as held: the display name only where it is not the email."""
+    return facts.select(COLUMNS).with_columns(
+        pl.when(pl.col("display_name").ne_missing(pl.col("email"))).then(pl.col("display_name"))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Details:
+    """One row per lead code: the :data:`COLUMNS` of each lead."""
+
+    table: pa.Table
+
+    @classmethod
+    def of(cls, facts: pl.DataFrame) -> Details:
+        """The details of ``facts`` (every one of :data:`COLUMNS`), row for row."""
+        stored = _stored(facts)
+        return cls(pa.table({name: _compact(stored.get_column(name)) for name in COLUMNS}))
+
+    @property
+    def height(self) -> int:
+        return int(self.table.num_rows)
+
+    def appended(self, facts: pl.DataFrame) -> Details:
+        """These details, then those of ``facts``: a chunk of their own in each
+        column's type, or all again when a new chunk's values outgrow an index."""
+        if facts.is_empty():
+            return self
+        stored = _stored(facts)
+        columns = []
+        for name, field in zip(COLUMNS, self.table.schema, strict=True):
+            array = stored.get_column(name).to_arrow(compat_level=pl.CompatLevel.oldest())
+            if pa.types.is_dictionary(field.type):
+                encoded = array.cast(field.type.value_type).dictionary_encode()
+                if len(encoded.dictionary) > 1 << (field.type.index_type.bit_width - 1):
+                    return Details.of(pl.concat([self.frame(), facts.select(COLUMNS)]))
+                array = pa.DictionaryArray.from_arrays(
+                    encoded.indices.cast(field.type.index_type), encoded.dictionary
+                )
+            columns.append(array.cast(field.type))
+        return Details(
+            pa.concat_tables([self.table, pa.Table.from_arrays(columns, schema=self.table.schema)])
+        )
+
+    def take(self, codes: pl.Series) -> pl.DataFrame:
+        """The details of the leads ``codes``, in their order, as Polars columns."""
+        taken = self.table.take(codes.to_arrow())
+        frame = pl.DataFrame(
+            pa.table(
+                {
+                    name: pc.cast(column, field.type.value_type)
+                    if pa.types.is_dictionary(field.type)
+                    else column
+                    for name, column, field in zip(
+                        COLUMNS, taken.columns, taken.schema, strict=True
+                    )
+                }
+            )
+        )
+        return frame.with_columns(pl.col("display_name").fill_null(pl.col("email")))
+
+    def frame(self) -> pl.DataFrame:
+        """Every lead's details, as :meth:`take` gives them."""
+        return self.take(pl.int_range(self.height, dtype=pl.UInt32, eager=True))
+
+    def nbytes(self) -> int:
+        """The bytes the table holds (its dictionaries counted)."""
+        return int(self.table.get_total_buffer_size())
