@@ -368,22 +368,55 @@ class Source:
     def events_of(self, org_unit_id: str, *, part: int = 0, parts: int = 1) -> pa.Table:
         """The counting events of an org unit; with ``parts``, those whose id is
         ``part`` modulo ``parts``."""
-        return self.query("load events", EVENTS_OF_ORG_UNIT, (org_unit_id, parts, part))
+        return self.stream(
+            "load events", EVENTS_OF_ORG_UNIT, (uuid.UUID(org_unit_id), int(parts), int(part))
+        )
 
     def events_by_id(self, event_ids: Sequence[int]) -> pa.Table:
-        literal = "{" + ",".join(str(int(i)) for i in event_ids) + "}"
-        return self.query("load changed events", EVENTS_BY_ID, (literal,))
+        return self.stream("load changed events", EVENTS_BY_ID, ([int(i) for i in event_ids],))
 
     def leads_of(self, org_unit_id: str) -> pa.Table:
-        return self.query("load leads", LEADS_OF_ORG_UNIT, (org_unit_id,))
+        return self.stream("load leads", LEADS_OF_ORG_UNIT, (uuid.UUID(org_unit_id),))
 
     def leads_by_id(self, lead_ids: Sequence[str]) -> pa.Table:
         """The facts of the leads ``lead_ids`` (uuid texts), whatever their org unit."""
-        literal = "{" + ",".join(str(uuid.UUID(i)) for i in lead_ids) + "}"
-        return self.query("load leads", LEADS_BY_ID, (literal,))
+        return self.stream("load leads", LEADS_BY_ID, ([uuid.UUID(i) for i in lead_ids],))
 
     def account_deals_of(self, org_unit_id: str) -> pa.Table:
-        return self.query("load deals", ACCOUNT_DEALS_OF_ORG_UNIT, (org_unit_id,))
+        return self.stream("load deals", ACCOUNT_DEALS_OF_ORG_UNIT, (uuid.UUID(org_unit_id),))
+
+    def stream(self, operation: str, sql: str, params: Sequence[Literal]) -> pa.Table:
+        """:meth:`query` with ``params`` written into the statement (:func:`inlined`),
+        so that the driver streams the rows through COPY."""
+        return self.query(operation, inlined(sql, params))
+
+
+Literal = int | uuid.UUID | list[int] | list[uuid.UUID]
+"""A parameter :func:`inlined` writes into a statement."""
+
+
+def inlined(sql: str, params: Sequence[Literal]) -> str:
+    """``sql`` with each ``$n`` replaced by the literal of ``params[n - 1]``.
+
+    The ADBC driver reads a statement without parameters through ``COPY ... TO
+    STDOUT (FORMAT binary)``, streaming the rows in PostgreSQL's binary format.
+    COPY takes no parameters, so a statement with them is read as a prepared
+    statement's result instead: 16 s against 10-11 s for the 9 million events of
+    the benchmark's large org unit, and 7.9 s against 5.6 s for its leads. Only
+    integers and uuids are written in, each spelled by Python from the parsed
+    value, so no caller's text reaches the SQL.
+    """
+
+    def literal(value: Literal) -> str:
+        if isinstance(value, list):
+            return "'{" + ",".join(literal(item).strip("'") for item in value) + "}'"
+        if isinstance(value, uuid.UUID):
+            return f"'{value}'"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise TypeError(type(value).__name__)
+
+    return re.sub(r"\$([0-9]+)", lambda match: literal(params[int(match.group(1)) - 1]), sql)
 
 
 def lower_backend_priority(cursor: Any, niceness: int) -> None:
