@@ -22,12 +22,17 @@ once" a sum over the first event of every (value, account) pair.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import polars as pl
 
 from kenbun_analytics.details import Details
 
+T = TypeVar("T")
+R = TypeVar("R")
 MONEY = pl.Decimal(38, 2)
 KEYS = ("campaign", "source", "medium")
 CODE = pl.UInt32()
@@ -498,12 +503,25 @@ def derive_events(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
     events = with_lead_facts(base, leads)
     occurred_at = events.get_column("occurred_at")
     dtype = previous_day_dtype(occurred_at)
-    return events.with_columns(
-        previous_days(_previous_of_pair(events, key, other), occurred_at, dtype).alias(
-            previous_day(key, other)
+
+    def days_of(pair: tuple[str, str]) -> pl.Series:
+        return previous_days(_previous_of_pair(events, *pair), occurred_at, dtype).alias(
+            previous_day(*pair)
         )
-        for key, other in PAIRS
-    )
+
+    return events.with_columns(side_by_side(days_of, PAIRS))
+
+
+def side_by_side(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``function`` of each of ``items``, on as many threads as Polars has.
+
+    Polars runs each operation on its thread pool, but a gather, a scatter or a
+    conditional runs on one core; two derivations at once keep both busy. At
+    10M events on two cores the six previous-day columns took 2.9-3.3 s so,
+    4.4-4.6 s one after the other; the three day totals 1.0 s, against 1.3 s.
+    """
+    with ThreadPoolExecutor(max_workers=pl.thread_pool_size()) as pool:
+        return list(pool.map(function, items))
 
 
 def with_lead_facts(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
@@ -687,7 +705,11 @@ def derive(
             for key in KEYS
             if indexed(names := dictionaries.of(key).len())
         },
-        days={key: day_totals(events, accounts, key) for key in KEYS},
+        days=dict(
+            zip(
+                KEYS, side_by_side(lambda key: day_totals(events, accounts, key), KEYS), strict=True
+            )
+        ),
         codes={key: code_of(dictionaries.of(key)) for key in KEYS},
     )
 
