@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 COLUMNS = (
     "display_name",
@@ -40,28 +39,39 @@ COLUMNS = (
 )
 """The drilldown's per-lead columns between lead_id and the touch times, in order."""
 
-INDEX_TYPES = (pa.int8(), pa.int16(), pa.int32())
+INDEX_TYPES = (pa.int8(), pa.int16(), pa.int32(), pa.int64())
 """Dictionary index types, narrowest first."""
 
 
-def _index_type(entries: int) -> pa.DataType:
-    for dtype in INDEX_TYPES:
-        if entries <= 1 << (dtype.bit_width - 1):
-            return dtype
-    return pa.int64()
+def _holds(index: pa.DataType, entries: int) -> bool:
+    """Whether ``index`` numbers a dictionary of ``entries`` values."""
+    return bool(entries <= 1 << (index.bit_width - 1))
+
+
+def _encoded(array: pa.Array, index: pa.DataType | None = None) -> pa.DictionaryArray | None:
+    """``array`` dictionary-encoded, with ``index`` (else the narrowest that
+    holds its values) as its index type; None when ``index`` cannot hold them."""
+    encoded = array.dictionary_encode()
+    entries = len(encoded.dictionary)
+    index = index or next(dtype for dtype in INDEX_TYPES if _holds(dtype, entries))
+    if not _holds(index, entries):
+        return None
+    return pa.DictionaryArray.from_arrays(encoded.indices.cast(index), encoded.dictionary)
+
+
+def _plain(column: pl.Series) -> pa.Array:
+    """``column`` as Arrow, texts with 4-byte offsets where they fit."""
+    array = column.to_arrow(compat_level=pl.CompatLevel.oldest())
+    if column.dtype == pl.String:
+        array = array.cast(pa.string() if array.nbytes < 1 << 31 else pa.large_string())
+    return array
 
 
 def _compact(column: pl.Series) -> pa.Array:
     """``column`` as Arrow in the fewer bytes: dictionary-encoded with the
-    narrowest index, or plainly (texts with 4-byte offsets)."""
-    plain = column.to_arrow(compat_level=pl.CompatLevel.oldest())
-    if column.dtype == pl.String:
-        plain = plain.cast(pa.string() if plain.nbytes < 1 << 31 else pa.large_string())
-    encoded = plain.dictionary_encode()
-    encoded = pa.DictionaryArray.from_arrays(
-        encoded.indices.cast(_index_type(len(encoded.dictionary))), encoded.dictionary
-    )
-    return min(plain, encoded, key=lambda array: array.get_total_buffer_size())
+    narrowest index, or plainly."""
+    plain = _plain(column)
+    return min(plain, _encoded(plain), key=lambda array: array.get_total_buffer_size())
 
 
 def _stored(facts: pl.DataFrame) -> pl.DataFrame:
@@ -95,14 +105,11 @@ class Details:
         stored = _stored(facts)
         columns = []
         for name, field in zip(COLUMNS, self.table.schema, strict=True):
-            array = stored.get_column(name).to_arrow(compat_level=pl.CompatLevel.oldest())
+            array = _plain(stored.get_column(name))
             if pa.types.is_dictionary(field.type):
-                encoded = array.cast(field.type.value_type).dictionary_encode()
-                if len(encoded.dictionary) > 1 << (field.type.index_type.bit_width - 1):
+                array = _encoded(array.cast(field.type.value_type), field.type.index_type)
+                if array is None:  # more new values than this column's index numbers
                     return Details.of(pl.concat([self.frame(), facts.select(COLUMNS)]))
-                array = pa.DictionaryArray.from_arrays(
-                    encoded.indices.cast(field.type.index_type), encoded.dictionary
-                )
             columns.append(array.cast(field.type))
         return Details(
             pa.concat_tables([self.table, pa.Table.from_arrays(columns, schema=self.table.schema)])
@@ -111,18 +118,11 @@ class Details:
     def take(self, codes: pl.Series) -> pl.DataFrame:
         """The details of the leads ``codes``, in their order, as Polars columns."""
         taken = self.table.take(codes.to_arrow())
-        frame = pl.DataFrame(
-            pa.table(
-                {
-                    name: pc.cast(column, field.type.value_type)
-                    if pa.types.is_dictionary(field.type)
-                    else column
-                    for name, column, field in zip(
-                        COLUMNS, taken.columns, taken.schema, strict=True
-                    )
-                }
-            )
+        plain = pa.schema(
+            field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
+            for field in taken.schema
         )
+        frame = pl.DataFrame(taken.cast(plain))
         return frame.with_columns(pl.col("display_name").fill_null(pl.col("email")))
 
     def frame(self) -> pl.DataFrame:

@@ -407,14 +407,15 @@ def inlined(sql: str, params: Sequence[Literal]) -> str:
     value, so no caller's text reaches the SQL.
     """
 
-    def literal(value: Literal) -> str:
-        if isinstance(value, list):
-            return "'{" + ",".join(literal(item).strip("'") for item in value) + "}'"
-        if isinstance(value, uuid.UUID):
-            return f"'{value}'"
-        if isinstance(value, int) and not isinstance(value, bool):
+    def spelled(value: object) -> str:
+        if isinstance(value, uuid.UUID) or (isinstance(value, int) and not isinstance(value, bool)):
             return str(value)
         raise TypeError(type(value).__name__)
+
+    def literal(value: Literal) -> str:
+        if isinstance(value, list):
+            return "'{" + ",".join(spelled(item) for item in value) + "}'"
+        return f"'{value}'" if isinstance(value, uuid.UUID) else spelled(value)
 
     return re.sub(r"\$([0-9]+)", lambda match: literal(params[int(match.group(1)) - 1]), sql)
 
