@@ -20,16 +20,20 @@ from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
     LEAD_FACTS,
     LEAD_KEY,
+    MONEY,
     RAW_EVENTS,
     Dictionaries,
     Layout,
     base_of,
     build,
+    compact_days,
     derive,
     encode,
     encode_events,
+    previous_day,
     uuid_key,
     uuid_text,
+    widened_days,
 )
 from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
 
@@ -228,6 +232,14 @@ MOMENTS = st.integers(0, 4 * 24).map(lambda hours: timedelta(hours=hours)) | st.
 ).map(lambda micros: timedelta(microseconds=micros))
 
 
+WIDTHS = pytest.mark.parametrize(
+    "day_types", [layout_module.DAY_TYPES, ()], ids=["one-byte days", "four-byte days"]
+)
+"""The previous-day columns as narrow as the events allow, and as wide as they
+get (a snapshot spanning 179 years): the queries read either alike."""
+
+
+@WIDTHS
 @settings(max_examples=300, deadline=None)
 @given(
     events=st.lists(
@@ -243,6 +255,7 @@ MOMENTS = st.integers(0, 4 * 24).map(lambda hours: timedelta(hours=hours)) | st.
     end=st.none() | MOMENTS,
 )
 def test_whole_days_and_partial_days_add_up_to_the_events(
+    day_types: layout_module.Narrower,
     events: list[tuple[str | None, str | None, timedelta, int]],
     start: timedelta | None,
     end: timedelta | None,
@@ -272,7 +285,12 @@ def test_whole_days_and_partial_days_add_up_to_the_events(
             )
         )
     expected.sort(key=lambda row: (-row[1], row[0]))
-    assert rows(layout(events), start, end) == expected
+    with patch.object(layout_module, "DAY_TYPES", day_types):
+        built = layout(events)
+    assert built.events.schema[previous_day("campaign", "lead")] == (
+        pl.UInt8 if day_types else pl.UInt32
+    )
+    assert rows(built, start, end) == expected
 
 
 def aggregate(built: Layout, key: str, since: timedelta | None) -> list[tuple[Any, ...]]:
@@ -347,19 +365,29 @@ def patchable_changes(before: dict[int, Event]) -> st.SearchStrategy[dict[int, E
     )
 
 
-@pytest.mark.parametrize("indexed_values", [-1, layout_module.INDEXED_VALUES])
+@pytest.mark.parametrize(
+    ("indexed_values", "day_types"),
+    [(-1, layout_module.DAY_TYPES), (layout_module.INDEXED_VALUES, ())],
+    ids=["indexed, one-byte days", "scanned, four-byte days"],
+)
 @settings(max_examples=120, deadline=None)
 @given(data=st.data(), before=st.dictionaries(st.integers(0, 40), EVENTS, min_size=1, max_size=25))
 def test_a_patched_layout_is_the_layout_of_its_own_events(
-    indexed_values: int, data: st.DataObject, before: dict[int, Event]
+    indexed_values: int,
+    day_types: layout_module.Narrower,
+    data: st.DataObject,
+    before: dict[int, Event],
 ) -> None:
     """An update is patched, not rebuilt, wherever its events land (from the
     first event's day on): its pair indices, value indexes and day totals are
     exactly those derived afresh from its events (tombstones included, and the
     inserted rows in their places), and it answers like a full build of the
     final events. With every key indexed, and with none (few values: their
-    codes are scanned)."""
-    with patch.object(layout_module, "INDEXED_VALUES", indexed_values):
+    codes are scanned); with the narrowest and the widest previous-day columns."""
+    with (
+        patch.object(layout_module, "INDEXED_VALUES", indexed_values),
+        patch.object(layout_module, "DAY_TYPES", day_types),
+    ):
         check_patched_layout(data, before)
 
 
@@ -477,6 +505,153 @@ def test_points_take_the_narrowest_width_through_patches() -> None:
         deleted = patch_layout(patched, ids, raw_events({}))
         assert deleted is not None
         assert deleted.events.schema["points"] == pl.Int8
+
+
+def test_previous_days_widen_when_the_events_outgrow_a_byte() -> None:
+    """Events on 255 UTC days keep their previous days in one byte, and windows
+    starting on any of them answer; an update bringing a 256th day is derived
+    afresh with two bytes, and answers like a fresh build."""
+    before = {
+        1: ("a", "s", "L1", 0, 1),
+        2: ("a", "s", "L2", 100, 1),
+        3: ("a", "s", "L1", 254, 1),
+        4: ("b", "s", "L1", 254, 2),
+    }
+    old = built_from(raw_events(before))
+    column = previous_day("campaign", "lead")
+    assert old.events.schema[column] == pl.UInt8
+    assert old.events.get_column(column).to_list() == [0, 0, 1, 0]
+    late = timedelta(days=254)
+    assert [row[:5] for row in aggregate(old, "campaign", late)] == [
+        ("a", 1, 1, 1, 1),
+        ("b", 1, 1, 1, 2),
+    ]
+    assert [row[:5] for row in aggregate(old, "campaign", late - HOURS)] == [
+        ("a", 1, 1, 1, 1),
+        ("b", 1, 1, 1, 2),
+    ]
+    added = {5: ("a", "s", "L2", 255, 1)}
+    ids = pl.Series("event_id", [5], dtype=pl.Int64)
+    assert patch_layout(old, ids, raw_events(added)) is None
+    updated = update(old, ids, raw_events(added))
+    assert updated.events.schema[column] == pl.UInt16
+    assert updated.events.get_column(column).to_list() == [0, 0, 1, 0, 101]
+    fresh = built_from(raw_events({**before, **added}))
+    for since in (None, timedelta(days=100), late, late + HOURS, timedelta(days=255)):
+        assert aggregate(updated, "campaign", since) == aggregate(fresh, "campaign", since)
+    assert [row[:5] for row in aggregate(updated, "campaign", late)] == [
+        ("a", 2, 2, 1, 2),
+        ("b", 1, 1, 1, 2),
+    ]
+
+
+WIDE_DAYS = pl.Schema(
+    {
+        "day": pl.Int32(),
+        "campaign": pl.UInt16(),
+        "total_events": pl.Int32(),
+        "total_points": pl.Int64(),
+        "first_event_at": pl.Datetime("us", "UTC"),
+        "last_event_at": pl.Datetime("us", "UTC"),
+        "new_leads": pl.Int32(),
+        "new_mqls": pl.Int32(),
+        "deals_count": pl.Int64(),
+        "pipeline_value": MONEY,
+        "closed_won_value": MONEY,
+    }
+)
+"""Day totals as :func:`kenbun_analytics.layout.day_totals` makes them."""
+COUNT = st.integers(0, (1 << 31) - 1)
+MONEYS = st.decimals(-(10**35), 10**35, places=2, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 60_000) | st.integers(-(1 << 31), (1 << 31) - 1),
+            COUNT,
+            st.integers(-(1 << 63), (1 << 63) - 1),
+            COUNT,
+            st.integers(0, (1 << 63) - 1),
+            st.integers(-(10**16), 10**16).map(lambda cents: Decimal(cents).scaleb(-2)) | MONEYS,
+        ),
+        max_size=6,
+    )
+)
+def test_day_totals_are_held_narrow_and_given_back_exactly(
+    rows: list[tuple[int, int, int, int, int, Decimal]],
+) -> None:
+    """Any day totals survive being held narrow; each column takes the
+    narrowest type holding its values, and money is held as cents while every
+    sum fits in 64 bits."""
+    wide = pl.DataFrame(
+        [
+            {
+                "day": at,
+                "campaign": 1,
+                "total_events": count,
+                "total_points": points,
+                "first_event_at": T0,
+                "last_event_at": T0,
+                "new_leads": leads,
+                "new_mqls": leads,
+                "deals_count": deals,
+                "pipeline_value": money,
+                "closed_won_value": -money,
+            }
+            for at, count, points, leads, deals, money in rows
+        ],
+        schema=WIDE_DAYS,
+    )
+    narrow = compact_days(wide)
+    assert widened_days(narrow.lazy()).collect().equals(wide)
+    for name, dtype in narrow.schema.items():
+        assert _width(dtype) <= _width(WIDE_DAYS[name])
+    cents = [abs(money.scaleb(2)) for *_, money in rows]
+    fits = all(value < 1 << 63 for value in cents)
+    assert narrow.schema["pipeline_value"] == (pl.Int64 if fits else MONEY)
+    if rows and max(count for _, count, *_ in rows) < 1 << 16:
+        assert narrow.schema["total_events"] in {pl.UInt8, pl.UInt16}
+
+
+BYTES = {pl.Int8: 1, pl.UInt8: 1, pl.Int16: 2, pl.UInt16: 2, pl.Int32: 4, pl.UInt32: 4}
+
+
+def _width(dtype: pl.DataType) -> int:
+    """The bytes a value of ``dtype`` takes."""
+    return 16 if dtype == MONEY else BYTES.get(dtype.base_type(), 8)
+
+
+def test_day_totals_sum_money_past_64_bits_exactly() -> None:
+    """Whole days' money summed as cents past 2**63, and held as decimals when
+    one day's sum is past it, answers exactly."""
+    leads, _ = facts()
+    leads = leads.with_columns(
+        pl.when(pl.col("lead_key") == lead_key("L2"))
+        .then(pl.lit("A2"))
+        .otherwise(pl.col("account_id"))
+        .alias("account_id")
+    )
+    raw = raw_events({1: ("a", "s", "L1", 0, 1), 2: ("a", "s", "L2", 1, 1)})
+    base, dictionaries = encode_events(raw, Dictionaries.empty())
+    for big, held in ((Decimal("50000000000000000.00"), pl.Int64), (Decimal(10**17), MONEY)):
+        accounts = pl.DataFrame(
+            [
+                {"account_id": "A1", "deals_count": 1, "pipeline_value": big},
+                {"account_id": "A2", "deals_count": 3, "pipeline_value": big + Decimal("0.01")},
+            ],
+            schema=ACCOUNT_DEALS,
+        ).with_columns(closed_won_value=pl.col("pipeline_value"))
+        built = build(base, dictionaries, leads, accounts)
+        assert built.days["campaign"].schema["pipeline_value"] == held
+        assert built.days["campaign"].schema["deals_count"] == pl.UInt8
+        (row,) = aggregate(built, "campaign", None)
+        assert row[5:8] == (4, 2 * big + Decimal("0.01"), 2 * big + Decimal("0.01"))
+        assert (
+            aggregate(built, "campaign", timedelta(days=1))[0][5:8]
+            == (3,) + (big + Decimal("0.01"),) * 2
+        )
 
 
 def test_event_ids_take_four_bytes_below_two_to_the_32() -> None:

@@ -52,6 +52,7 @@ from kenbun_analytics.layout import (
     build,
     code_dtypes,
     code_of,
+    compact_days,
     day_number,
     day_totals,
     derive,
@@ -62,6 +63,7 @@ from kenbun_analytics.layout import (
     previous_day,
     previous_day_dtype,
     previous_days,
+    widened_days,
     with_lead_facts,
     with_new_leads,
 )
@@ -533,7 +535,11 @@ def _patched_days(
     """Day totals plus the sums of the rows ``after`` minus those of the same rows
     ``before``. The first and last times of a cell can only grow by the rows
     ``after``, except in the cells an event ``left``: those are read again from
-    ``events`` (the patched ones), through ``index`` when the key has one."""
+    ``events`` (the patched ones), through ``index`` when the key has one. The
+    totals are summed in the types :func:`day_totals` makes and held narrow again
+    (:func:`compact_days`), as narrow as a fresh derive makes them."""
+    held = totals
+    totals = widened_days(totals.lazy()).collect()
 
     def summed(frames: list[pl.DataFrame]) -> pl.DataFrame:
         return (
@@ -555,7 +561,7 @@ def _patched_days(
     cell = (pl.col("day").cast(pl.Int64) * (1 << 32) + pl.col(key).cast(pl.Int64)).alias("cell")
     cells = pl.concat([change.select(cell), left.select(cell)]).unique().get_column("cell")
     if not cells.len():
-        return totals
+        return held
     # The totals are sorted by day and code, as ``cell`` is: only the rows from
     # the first touched day on are rewritten (a few when events arrive now).
     first_day = int(cells.min()) >> 32  # type: ignore[arg-type]
@@ -581,7 +587,7 @@ def _patched_days(
         .merge_sorted(recomputed, key="cell")
         .drop("cell")
     )
-    return pl.concat([totals.slice(0, start), rewritten], rechunk=True)
+    return compact_days(pl.concat([totals.slice(0, start), rewritten], rechunk=True))
 
 
 def _cell_bounds(

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from kenbun_analytics.layout import (
+    CENT,
+    CENTS,
     DAY,
     MONEY,
     NO_PREVIOUS,
@@ -216,13 +218,7 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
         pieces += [_sums(raw, group_by), *first_pairs(raw)]
     start, end = split.days
     if end > start:
-        pieces.append(
-            day_rows.lazy()
-            .slice(start, end - start)
-            .drop("day")
-            .rename({"new_leads": "unique_leads", "new_mqls": "mql_count"})
-            .with_columns(pl.col("total_events", "unique_leads", "mql_count").cast(pl.Int64))
-        )
+        pieces.append(_day_sums(day_rows.lazy().slice(start, end - start), group_by))
     whole_start, whole_end = split.whole
     if whole_end > whole_start and lo > 0:
         whole = events.slice(whole_start, whole_end - whole_start)
@@ -260,6 +256,34 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
             "last_event_at",
         )
         .sort(["total_events", "name"], descending=[True, False])
+    )
+
+
+def _day_sums(days: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
+    """The sums per value of day totals (held narrow, :func:`compact_days`), in
+    the types of :data:`CAMPAIGN_ROW`: the few rows summed are widened, not the
+    many summed."""
+    schema = days.collect_schema()
+
+    def total(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.Int64).sum()
+
+    def money(name: str) -> pl.Expr:
+        if schema[name] != CENTS:
+            return pl.col(name).sum().cast(MONEY)
+        cents = pl.col(name).cast(pl.Int128).sum().cast(pl.Decimal(38, 0))
+        return (cents * CENT).cast(MONEY)
+
+    return days.group_by(group_by).agg(
+        total("total_events"),
+        total("new_leads").alias("unique_leads"),
+        total("new_mqls").alias("mql_count"),
+        total("total_points"),
+        total("deals_count"),
+        money("pipeline_value"),
+        money("closed_won_value"),
+        pl.col("first_event_at").min(),
+        pl.col("last_event_at").max(),
     )
 
 
