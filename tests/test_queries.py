@@ -36,6 +36,7 @@ from kenbun_analytics.layout import (
     widened_days,
 )
 from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
+from kenbun_analytics.times import Times
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 HOURS = timedelta(hours=1)
@@ -137,7 +138,7 @@ def rows(
     built: Layout, start: int | timedelta | None = None, end: int | timedelta | None = None
 ) -> list[tuple[Any, ...]]:
     lo, hi = window_rows(
-        built.events.get_column("occurred_at"),
+        built.times,
         None if start is None else day(start),
         None if end is None else day(end),
     )
@@ -295,9 +296,7 @@ def test_whole_days_and_partial_days_add_up_to_the_events(
 
 def aggregate(built: Layout, key: str, since: timedelta | None) -> list[tuple[Any, ...]]:
     """The aggregate by ``key`` of the events from T0 + ``since`` on."""
-    lo, hi = window_rows(
-        built.events.get_column("occurred_at"), None if since is None else day(since), None
-    )
+    lo, hi = window_rows(built.times, None if since is None else day(since), None)
     return campaign_rows(built, group_by=key, lo=lo, hi=hi).collect().rows()
 
 
@@ -403,7 +402,7 @@ def check_patched_layout(data: st.DataObject, before: dict[int, Event]) -> None:
     )
     assert patched is not None
     derived = derived_again(patched)
-    assert patched.events.equals(derived.events)
+    assert_same_events(patched, derived)
     assert patched.indexes.keys() == derived.indexes.keys()
     for key, index in derived.indexes.items():
         assert patched.indexes[key].rows.equals(index.rows)
@@ -435,14 +434,13 @@ def test_events_moved_or_arriving_late_are_patched_into_their_places() -> None:
     patched = patch_layout(old, ids, changes)
     assert patched is not None
     assert patched.events.get_column("event_id").to_list() == [1, 3, 2, 4, None]
-    assert patched.events.get_column("occurred_at").to_list() == [
+    assert patched.times.series().to_list() == [
         day(HOURS),
         day(2 * HOURS),
         day(5 * HOURS),
         day(5 * HOURS),
         day(9 * HOURS),
     ]
-    assert patched.events.get_column("occurred_at").flags["SORTED_ASC"]
     assert aggregate(patched, "campaign", None) == aggregate(
         built_from(
             raw_events(
@@ -678,12 +676,18 @@ def test_event_ids_take_four_bytes_below_two_to_the_32() -> None:
     # An id the narrow column cannot hold changes nothing in it.
     unchanged = patch_layout(old, pl.Series("event_id", [big, -1], dtype=pl.Int64), raw_events({}))
     assert unchanged is not None
-    assert unchanged.events.equals(old.events)
+    assert_same_events(unchanged, old)
 
 
 def assert_derived_alike(patched: Layout) -> None:
-    derived = derived_again(patched)
-    assert patched.events.equals(derived.events)
+    assert_same_events(patched, derived_again(patched))
+
+
+def assert_same_events(got: Layout, expected: Layout) -> None:
+    """The same event columns and the same times, part for part."""
+    assert got.events.equals(expected.events)
+    for part in ("offsets", "buckets", "starts"):
+        assert getattr(got.times, part).equals(getattr(expected.times, part)), part
 
 
 @settings(max_examples=50, deadline=None)
@@ -812,10 +816,8 @@ def test_window_rows_are_inclusive_binary_searches(
     start: int | None, end: int | None, expected: tuple[int, int]
 ) -> None:
     """Both bounds include equal timestamps."""
-    occurred = pl.Series([day(0), day(1), day(2), day(3)])
+    times = Times.of(pl.Series([day(0), day(1), day(2), day(3)]))
     assert (
-        window_rows(
-            occurred, None if start is None else day(start), None if end is None else day(end)
-        )
+        window_rows(times, None if start is None else day(start), None if end is None else day(end))
         == expected
     )

@@ -126,7 +126,7 @@ def campaigns_body(
     snapshot: Snapshot, group_by: str, start: datetime | None, end: datetime | None
 ) -> bytes:
     layout = snapshot.layout
-    lo, hi = queries.window_rows(layout.events.get_column("occurred_at"), start, end)
+    lo, hi = queries.window_rows(layout.times, start, end)
     rows = queries.campaign_rows(layout, group_by=group_by, lo=lo, hi=hi).collect()
     return json_encoder.encode(
         CampaignsEnvelope(group_by=group_by, campaigns=msgspec.Raw(json_array(rows)))
@@ -141,7 +141,7 @@ def leads_body(
     end: datetime | None,
 ) -> bytes:
     layout = snapshot.layout
-    lo, hi = queries.window_rows(layout.events.get_column("occurred_at"), start, end)
+    lo, hi = queries.window_rows(layout.times, start, end)
     code = layout.codes[group_by].get(campaign_name)
     rows = queries.campaign_leads(layout, rows=layout.rows_of(group_by, code, lo, hi))
     return json_encoder.encode(

@@ -29,7 +29,6 @@ tombstones go at the next full load or derivation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +66,7 @@ from kenbun_analytics.layout import (
     with_lead_facts,
     with_new_leads,
 )
+from kenbun_analytics.times import Times, segment_search
 
 FACT_COLUMNS = (*(name for name in BASE_EVENTS.names() if name != "occurred_at"), "is_mql")
 """The event columns a change can set; a row's time never changes in place."""
@@ -121,8 +121,8 @@ def patch(
 ) -> Layout | None:
     """:func:`update` in place, or None when the layout is to be derived afresh
     (see the module)."""
-    events = layout.events
-    if events.is_empty():
+    events, times = layout.events, layout.times
+    if not len(times):
         return None
     # Time order: inserted rows go in as they are, and ``rows`` below stays
     # aligned with the encoded events.
@@ -131,18 +131,17 @@ def patch(
     ids = changed_ids.cast(events.schema["event_id"], strict=False).drop_nulls()
     changed = events.get_column("event_id").is_in(ids.implode()).arg_true()
     old = (
-        events.select(pl.col("event_id").cast(BASE_EVENTS["event_id"]), "occurred_at")
+        events.select(pl.col("event_id").cast(BASE_EVENTS["event_id"]))
         .gather(changed)
-        .with_columns(row=changed)
+        .with_columns(times.gather(changed), row=changed)
     )
     rows = (
         arrived.select("event_id", "occurred_at")
         .join(old, on=["event_id", "occurred_at"], how="left", maintain_order="left")
         .get_column("row")
     )
-    occurred_at = events.get_column("occurred_at")
     inserted_at = arrived.get_column("occurred_at").filter(rows.is_null()).to_physical()
-    if inserted_at.len() and int(inserted_at[0]) // DAY < int(occurred_at.to_physical()[0]) // DAY:
+    if inserted_at.len() and int(inserted_at[0]) // DAY < times.micros(0) // DAY:
         return None  # decided before encoding anything: update() derives afresh
     current, dictionaries = encode_events(arrived, layout.dictionaries)
     if code_dtypes(dictionaries) != events.select(KEYS).schema or any(
@@ -152,7 +151,9 @@ def patch(
     leads, details = with_new_leads(layout, dictionaries, new_leads)
     placed = with_lead_facts(current, leads).with_columns(rows)
     inserted = placed.filter(pl.col("row").is_null()).drop("row")
-    placement = Placement.of(occurred_at, inserted.get_column("occurred_at"))
+    placement = Placement.of(times, inserted.get_column("occurred_at"))
+    # Moved and deleted rows keep their times (as tombstones): times only gain rows.
+    patched_times = times.inserted(placement.at, inserted.get_column("occurred_at"))
     # Each changed row in row order: its current version, or a tombstone.
     replaced = (
         old.select("row")
@@ -160,12 +161,7 @@ def patch(
         .with_columns(pl.col("points").fill_null(0), pl.col("is_mql").fill_null(value=False))
     )
     changed_rows = placement.moved(changed)
-    # Still ascending: each inserted time goes after the old ones at or before it.
-    columns = {
-        "occurred_at": placement.column(
-            occurred_at, inserted.get_column("occurred_at")
-        ).set_sorted()
-    }
+    columns = {}
     for name in FACT_COLUMNS:
         column = events.get_column(name)
         if name in NARROW_TYPES and not _fits(
@@ -178,14 +174,17 @@ def patch(
         )
     for name in NARROW_TYPES:  # as narrow as a fresh derive makes them
         columns[name] = narrowed(columns[name])
-    patched = pl.DataFrame(columns).select(*BASE_EVENTS.names(), "is_mql")
-    if (
-        previous_day_dtype(patched.get_column("occurred_at"))
-        != events.schema[previous_day(*PAIRS[0])]
-    ):
+    patched = pl.DataFrame(columns).select(FACT_COLUMNS)
+    if previous_day_dtype(patched_times) != events.schema[previous_day(*PAIRS[0])]:
         return None  # the days outgrew their width: update() derives afresh
     patched, moved = _patched_pairs(
-        events, patched, changed, changed_rows, placement=placement, leads=leads
+        events,
+        patched,
+        changed,
+        changed_rows,
+        placement=placement,
+        leads=leads,
+        times=patched_times,
     )
     indexes = {}
     days = {}
@@ -201,16 +200,18 @@ def patch(
         # The day totals need each event's account (account_of): these few rows get it.
         days[key] = _patched_days(
             layout.days[key],
-            events.gather(was).with_columns(account_of(leads)),
-            patched.gather(touched).with_columns(account_of(leads)),
+            events.gather(was).with_columns(times.gather(was), account_of(leads)),
+            patched.gather(touched).with_columns(patched_times.gather(touched), account_of(leads)),
             accounts=layout.accounts,
             key=key,
-            left=_left_cells(patched, left, key),
+            left=_left_cells(patched_times, left, key),
             events=patched,
+            times=patched_times,
             index=index,
         )
     return Layout(
         events=patched,
+        times=patched_times,
         leads=leads,
         details=details,
         accounts=layout.accounts,
@@ -237,10 +238,9 @@ class Placement:
     at: npt.NDArray[np.int64]
 
     @classmethod
-    def of(cls, occurred_at: pl.Series, times: pl.Series) -> Placement:
-        """The places of rows at ``times`` (ascending) among ``occurred_at``."""
-        at = occurred_at.search_sorted(times, side="right").to_numpy().astype(np.int64)
-        return cls(occurred_at.len(), at)
+    def of(cls, times: Times, inserted: pl.Series) -> Placement:
+        """The places of rows at ``inserted`` times (ascending) among ``times``."""
+        return cls(len(times), times.searches(inserted.to_physical(), side="right"))
 
     @property
     def first(self) -> int:
@@ -333,8 +333,9 @@ def _patched_pairs(
     *,
     placement: Placement,
     leads: pl.DataFrame,
+    times: Times,
 ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
-    """``patched`` with its previous-day columns, and per UTM key the old rows
+    """``patched`` (at ``times``) with its previous-day columns, and per UTM key the old rows
     (numbered as in ``patched``, as ``changed_rows`` number the ``changed``
     ones) whose first-of-pair flag (no previous event) changed.
 
@@ -391,6 +392,8 @@ def _patched_pairs(
             rows = candidates.filter(of_lead)
         rows = pl.concat([rows, moved]).unique().sort()
         subset = patched.select(*moving, "lead").gather(rows).with_columns(account)
+        # Each previous row is one of ``rows`` (ascending: a cheap gather of times).
+        at = times.gather(rows)
         old, was = placement.old(rows)
         # When rows were only appended and no old row changed its pair, every
         # old row keeps its previous event: only the appended rows need theirs.
@@ -404,7 +407,9 @@ def _patched_pairs(
                 .otherwise(pl.lit(-1, dtype=ROW))
             ).to_series()
             column = events.get_column(name)
-            days = previous_days(previous, patched.get_column("occurred_at"), column.dtype)
+            days = previous_days(
+                previous, at.gather(local.clip(0)), first=times.micros(0), dtype=column.dtype
+            )
             spread = placement.column(
                 column, pl.repeat(NO_PREVIOUS, added.height, dtype=column.dtype, eager=True)
             )
@@ -475,10 +480,10 @@ def _patched_index(
         joined.get_column("code").to_numpy(),
     )
     left_rows, joined_rows = left.get_column("row").to_numpy(), joined.get_column("row").to_numpy()
-    leaving = np.sort(_segment_search(rows, old[left_codes], old[left_codes + 1], left_rows))
+    leaving = np.sort(segment_search(rows, old[left_codes], old[left_codes + 1], left_rows))
     order = np.lexsort((joined_rows, joined_codes))
     joined_codes, joined_rows = joined_codes[order], joined_rows[order]
-    at = _segment_search(rows, old[joined_codes], old[joined_codes + 1], joined_rows)
+    at = segment_search(rows, old[joined_codes], old[joined_codes + 1], joined_rows)
     # Each of these copies every row once: skipped when it has nothing to do
     # (events only arriving, or only leaving).
     kept = np.delete(rows, leaving) if len(leaving) else rows
@@ -491,31 +496,10 @@ def _patched_index(
     )
 
 
-def _segment_search(
-    values: npt.NDArray[Any],
-    starts: npt.NDArray[Any],
-    ends: npt.NDArray[Any],
-    targets: npt.NDArray[Any],
-) -> npt.NDArray[np.int64]:
-    """For each i, the first position p in [starts[i], ends[i]) with
-    ``values[p] >= targets[i]`` (``ends[i]`` when none), where each such range of
-    ``values`` is ascending: one vectorized binary search over all of them."""
-    low = starts.astype(np.int64)
-    high = ends.astype(np.int64)
-    while True:
-        open_ = low < high
-        if not open_.any():
-            return low
-        middle = (low + high) // 2
-        below = open_ & (values[np.minimum(middle, len(values) - 1)] < targets)
-        low = np.where(below, middle + 1, low)
-        high = np.where(open_ & ~below, middle, high)
-
-
-def _left_cells(events: pl.DataFrame, left: pl.DataFrame, key: str) -> pl.DataFrame:
+def _left_cells(times: Times, left: pl.DataFrame, key: str) -> pl.DataFrame:
     """The (day, code) cells that some event left."""
     return (
-        left.with_columns(pl.lit(events.get_column("occurred_at")).gather(pl.col("row")))
+        left.with_columns(times.gather(left.get_column("row")))
         .select(day_number(), pl.col("code").alias(key))
         .unique()
     )
@@ -530,12 +514,13 @@ def _patched_days(
     key: str,
     left: pl.DataFrame,
     events: pl.DataFrame,
+    times: Times,
     index: ValueIndex | None,
 ) -> pl.DataFrame:
     """Day totals plus the sums of the rows ``after`` minus those of the same rows
     ``before``. The first and last times of a cell can only grow by the rows
     ``after``, except in the cells an event ``left``: those are read again from
-    ``events`` (the patched ones), through ``index`` when the key has one. The
+    ``events`` (the patched ones, at ``times``), through ``index`` when the key has one. The
     totals are summed in the types :func:`day_totals` makes and held narrow again
     (:func:`compact_days`), as narrow as a fresh derive makes them."""
     held = totals
@@ -571,7 +556,9 @@ def _patched_days(
     recomputed = summed([touched.drop("cell"), change.select(totals.columns)]).filter(
         pl.col("total_events") > 0
     )
-    bounds = _cell_bounds(recomputed.join(left, on=["day", key], how="semi"), key, events, index)
+    bounds = _cell_bounds(
+        recomputed.join(left, on=["day", key], how="semi"), key, events, times, index
+    )
     recomputed = (
         recomputed.join(bounds, on=["day", key], how="left", suffix="_again")
         .with_columns(
@@ -591,21 +578,28 @@ def _patched_days(
 
 
 def _cell_bounds(
-    cells: pl.DataFrame, key: str, events: pl.DataFrame, index: ValueIndex | None
+    cells: pl.DataFrame,
+    key: str,
+    events: pl.DataFrame,
+    times: Times,
+    index: ValueIndex | None,
 ) -> pl.DataFrame:
     """The first and last event time of each (day, code) cell (every cell here
     holds events): from the code's rows in ``index``, or without one by
     scanning the events of the cells' days."""
-    occurred_at = events.get_column("occurred_at")
-    micros = occurred_at.to_physical()
     if index is None:
         days = cells.get_column("day").unique().cast(pl.Int64)
-        starts = micros.search_sorted(days * DAY, side="left")
-        ends = micros.search_sorted((days + 1) * DAY, side="left")
-        scanned = pl.select(pl.int_ranges(starts, ends, dtype=pl.UInt32)).to_series().explode()
+        starts = times.searches(days * DAY, side="left")
+        ends = times.searches((days + 1) * DAY, side="left")
+        scanned = (
+            pl.select(pl.int_ranges(pl.Series(starts), pl.Series(ends), dtype=pl.UInt32))
+            .to_series()
+            .explode()
+        )
         return (
-            events.select(key, "occurred_at")
+            events.select(key)
             .gather(scanned)
+            .with_columns(times.gather(scanned))
             .with_columns(day_number())
             .join(cells.select("day", key), on=["day", key], how="semi")
             .group_by("day", key)
@@ -615,13 +609,13 @@ def _cell_bounds(
             )
         )
     days = cells.get_column("day").cast(pl.Int64)
-    day_starts = micros.search_sorted(days * DAY, side="left").to_numpy()
-    day_ends = micros.search_sorted((days + 1) * DAY, side="left").to_numpy()
+    day_starts = times.searches(days * DAY, side="left")
+    day_ends = times.searches((days + 1) * DAY, side="left")
     codes = cells.get_column(key).to_numpy()
     offsets, rows = index.offsets.to_numpy(), index.rows.to_numpy()
-    first = _segment_search(rows, offsets[codes], offsets[codes + 1], day_starts)
-    end = _segment_search(rows, offsets[codes], offsets[codes + 1], day_ends)
+    first = segment_search(rows, offsets[codes], offsets[codes + 1], day_starts)
+    end = segment_search(rows, offsets[codes], offsets[codes + 1], day_ends)
     return cells.select("day", key).with_columns(
-        occurred_at.gather(rows[first]).alias("first_event_at"),
-        occurred_at.gather(rows[end - 1]).alias("last_event_at"),
+        times.gather(pl.Series(rows[first])).alias("first_event_at"),
+        times.gather(pl.Series(rows[end - 1])).alias("last_event_at"),
     )

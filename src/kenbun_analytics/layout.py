@@ -1,9 +1,11 @@
 """How a snapshot is laid out for the queries: pure Polars transforms, no I/O.
 
 The events of an org unit are held sorted by ``occurred_at``, so any window is
-one contiguous slice found by binary search. Texts become dense integer codes
-(append-only dictionaries, so an incremental refresh keeps existing codes):
-one dictionary per UTM key, one for lead ids and one for account ids.
+one contiguous slice found by binary search; the times themselves are held
+apart, in four bytes an event (:class:`kenbun_analytics.times.Times`). Texts
+become dense integer codes (append-only dictionaries, so an incremental refresh
+keeps existing codes): one dictionary per UTM key, one for lead ids and one for
+account ids.
 
 Distinct counts are precomputed as run boundaries. For each UTM key K and each
 event, ``K_prev_lead_day`` is the day of the previous event with the same
@@ -32,6 +34,7 @@ from typing import TypeVar
 import polars as pl
 
 from kenbun_analytics.details import Details
+from kenbun_analytics.times import Times
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -470,51 +473,51 @@ def value_index(codes: pl.Series, names: int) -> ValueIndex:
     return ValueIndex(rows=ordered.get_column("row"), offsets=offsets)
 
 
-def event_day(occurred_at: pl.Series, row: int) -> int:
-    """The UTC day of the event at ``row`` as the previous-day columns count
-    days: the first event's (``occurred_at`` is sorted) is 1."""
-    micros = occurred_at.to_physical()
-    return int(micros[row]) // DAY - int(micros[0]) // DAY + 1
+def event_day(micros: int, first: int) -> int:
+    """The UTC day of an event at ``micros`` as the previous-day columns count
+    days: the day of the first event (at ``first``) is 1."""
+    return micros // DAY - first // DAY + 1
 
 
 DAY_TYPES: Narrower = ((pl.UInt8(), 0, (1 << 8) - 1), (pl.UInt16(), 0, (1 << 16) - 1))
 """The types of the previous-day columns, narrowest first, by the day numbers they hold."""
 
 
-def previous_day_dtype(occurred_at: pl.Series) -> pl.DataType:
+def previous_day_dtype(times: Times) -> pl.DataType:
     """UInt8 while the events span fewer than 256 UTC days, UInt16 while they
     span fewer than 65,536, else UInt32: the six columns take 6 bytes an event
     for events of the last eight months, 12 for those of a few years."""
-    last = None if occurred_at.is_empty() else event_day(occurred_at, -1)
+    last = event_day(times.micros(-1), times.micros(0)) if len(times) else None
     return _narrowest(0, last, DAY_TYPES, pl.UInt32())
 
 
-def previous_days(rows: pl.Series, occurred_at: pl.Series, dtype: pl.DataType) -> pl.Series:
-    """The :func:`event_day` of the event at each of ``rows``, and
-    :data:`NO_PREVIOUS` where the row is -1. Only those rows' times are read,
-    so a patch pays for the few rows it recomputes."""
-    micros = occurred_at.to_physical()
-    first = 0 if micros.is_empty() else int(micros[0]) // DAY
+def previous_days(
+    rows: pl.Series, times: pl.Series, *, first: int, dtype: pl.DataType
+) -> pl.Series:
+    """The :func:`event_day` of the event at each of ``rows`` (``times`` are
+    theirs, any time where a row is -1), and :data:`NO_PREVIOUS` where the row
+    is -1; ``first`` is the time of the first event."""
     return pl.select(
         pl.when(rows >= 0)
-        .then(pl.lit(micros).gather(rows.clip(0)) // DAY - (first - 1))
+        .then(times.to_physical() // DAY - (first // DAY - 1))
         .otherwise(NO_PREVIOUS)
         .cast(dtype)
         .alias(rows.name)
     ).to_series()
 
 
-def derive_events(base: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
-    """The query frame: base events plus each lead's MQL flag and account, and
-    the day of each event's previous event of each pair."""
+def derive_events(base: pl.DataFrame, leads: pl.DataFrame, times: Times) -> pl.DataFrame:
+    """The query frame: base events (at ``times``) plus each lead's MQL flag and
+    account, and the day of each event's previous event of each pair."""
     events = with_lead_facts(base, leads)
     occurred_at = events.get_column("occurred_at")
-    dtype = previous_day_dtype(occurred_at)
+    dtype = previous_day_dtype(times)
+    first = times.micros(0) if len(times) else 0
 
     def days_of(pair: tuple[str, str]) -> pl.Series:
-        return previous_days(_previous_of_pair(events, *pair), occurred_at, dtype).alias(
-            previous_day(*pair)
-        )
+        previous = _previous_of_pair(events, *pair)
+        at = occurred_at.gather(previous.clip(0))
+        return previous_days(previous, at, first=first, dtype=dtype).alias(previous_day(*pair))
 
     return events.with_columns(side_by_side(days_of, PAIRS))
 
@@ -688,8 +691,10 @@ class Layout:
     """The frames of one org unit's snapshot."""
 
     events: pl.DataFrame
-    """Sorted by occurred_at: base columns, is_mql and the previous-day columns (an
-    event's account is its lead's: :func:`account_of`)."""
+    """Sorted by time: the base columns but the time, is_mql and the previous-day
+    columns (an event's account is its lead's: :func:`account_of`)."""
+    times: Times
+    """The time of each event, row for row with ``events`` (4 bytes an event)."""
     leads: pl.DataFrame
     """One row per lead code: the :data:`LEAD_COLUMNS`. A lead's key is the
     ``lead_key`` dictionary's at the same code, its other facts are ``details``'."""
@@ -762,9 +767,11 @@ def derive(
     narrow = base.cast(code_dtypes(dictionaries)).with_columns(
         narrowed(base.get_column(name)) for name in NARROW_TYPES
     )
-    events = derive_events(narrow, leads)
+    times = Times.of(narrow.get_column("occurred_at"))
+    events = derive_events(narrow, leads, times)
     return Layout(
-        events=events.drop("account"),
+        events=events.drop("account", "occurred_at"),
+        times=times,
         leads=leads,
         details=details,
         accounts=accounts,
@@ -785,9 +792,14 @@ def derive(
     )
 
 
+def timed(layout: Layout) -> pl.DataFrame:
+    """The events of ``layout`` with their ``occurred_at`` column."""
+    return layout.events.with_columns(layout.times.series())
+
+
 def base_of(layout: Layout) -> pl.DataFrame:
     """The base events of ``layout``, with :data:`BASE_EVENTS` codes again."""
-    return layout.events.select(BASE_EVENTS.names()).cast(BASE_EVENTS)
+    return timed(layout).select(BASE_EVENTS.names()).cast(BASE_EVENTS)
 
 
 VIEW = 16
@@ -811,5 +823,6 @@ def resident_bytes(layout: Layout) -> int:
     frames = (layout.events, layout.leads, layout.accounts, *layout.days.values())
     series = [column for frame in frames for column in frame.iter_columns()]
     series += [part for index in layout.indexes.values() for part in (index.rows, index.offsets)]
+    series += [layout.times.offsets, layout.times.buckets, layout.times.starts]
     series += [layout.dictionaries.of(key) for key in (*KEYS, "lead_key")]
     return sum(series_bytes(column) for column in series) + layout.details.nbytes()

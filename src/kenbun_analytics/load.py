@@ -59,6 +59,7 @@ from kenbun_analytics.layout import (
 )
 from kenbun_analytics.priority import LOAD_NICENESS, lower_thread
 from kenbun_analytics.source import Source, SourceOptions
+from kenbun_analytics.times import Times
 
 
 def arrow_frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
@@ -149,6 +150,8 @@ def load_unit(source: Source, unit: str, parts: int, readers: Executor) -> Layou
 
 def _frames(layout: Layout) -> dict[str, pl.DataFrame]:
     frames = {"events": layout.events, "leads": layout.leads, "accounts": layout.accounts}
+    frames["times"] = layout.times.offsets.to_frame()
+    frames["buckets"] = pl.DataFrame([layout.times.buckets, layout.times.starts])
     for key in (*KEYS, "lead_key"):
         frames[f"dictionary.{key}"] = layout.dictionaries.of(key).to_frame()
     for key, index in layout.indexes.items():
@@ -189,8 +192,14 @@ def read_layout(directory: Path) -> Layout:
     )
     with (directory / "details.arrow").open("rb") as file:
         details = Details(pa.ipc.open_stream(file).read_all())
+    buckets = frame("buckets")
     return Layout(
         events=frame("events"),
+        times=Times(
+            offsets=frame("times").to_series(),
+            buckets=buckets.get_column("bucket"),
+            starts=buckets.get_column("start"),
+        ),
         leads=frame("leads"),
         details=details,
         accounts=frame("accounts"),

@@ -31,6 +31,7 @@ from kenbun_analytics.layout import (
     previous_day,
     uuid_text,
 )
+from kenbun_analytics.times import Times
 
 DRILLDOWN_LIMIT = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,16 +48,13 @@ CAMPAIGN_ROW = pl.Schema(
 )
 
 
-def window_rows(
-    occurred_at: pl.Series, start: datetime | None, end: datetime | None
-) -> tuple[int, int]:
+def window_rows(times: Times, start: datetime | None, end: datetime | None) -> tuple[int, int]:
     """The row range [lo, hi) of the events with start <= occurred_at <= end.
 
-    ``occurred_at`` is sorted, so both ends are binary searches.
+    The times are sorted, so both ends are binary searches.
     """
-    micros = occurred_at.to_physical()  # zero-copy; searching integers skips a conversion
-    lo = 0 if start is None else int(micros.search_sorted(_micros(start), side="left"))
-    hi = micros.len() if end is None else int(micros.search_sorted(_micros(end), side="right"))
+    lo = 0 if start is None else times.search(_micros(start), side="left")
+    hi = len(times) if end is None else times.search(_micros(end), side="right")
     return lo, max(lo, hi)
 
 
@@ -77,7 +75,7 @@ class DaySplit:
     """The rows of the whole days in the day totals."""
 
 
-def day_split(occurred_at: pl.Series, days: pl.Series, lo: int, hi: int) -> DaySplit:
+def day_split(times: Times, days: pl.Series, lo: int, hi: int) -> DaySplit:
     """Split rows [lo, hi) of the time-sorted events at UTC midnights.
 
     ``days`` is the sorted day column of the day totals. A day is whole when
@@ -85,16 +83,15 @@ def day_split(occurred_at: pl.Series, days: pl.Series, lo: int, hi: int) -> DayS
     row before the window (any time, for the first row) and ends at or before
     the time of the first row past it.
     """
-    micros = occurred_at.to_physical()
     if lo >= hi:
         return DaySplit(raw=(), whole=(lo, lo), days=(0, 0))
     # The first midnight after the row before lo: no event lies between the two.
-    first_day = -(-(int(micros[lo - 1]) + 1) // DAY) if lo > 0 else int(micros[0]) // DAY
-    end_day = int(micros[hi]) // DAY if hi < micros.len() else int(micros[hi - 1]) // DAY + 1
+    first_day = -(-(times.micros(lo - 1) + 1) // DAY) if lo > 0 else times.micros(0) // DAY
+    end_day = times.micros(hi) // DAY if hi < len(times) else times.micros(hi - 1) // DAY + 1
     if first_day >= end_day:
         return DaySplit(raw=((lo, hi),), whole=(lo, lo), days=(0, 0))
-    start_row = int(micros.search_sorted(first_day * DAY, side="left"))
-    end_row = int(micros.search_sorted(end_day * DAY, side="left"))
+    start_row = times.search(first_day * DAY, side="left")
+    end_row = times.search(end_day * DAY, side="left")
     raw = tuple((a, b) for a, b in ((lo, start_row), (end_row, hi)) if b > a)
     return DaySplit(
         raw=raw,
@@ -120,13 +117,12 @@ class Cut:
     head_end: int
 
 
-def window_cut(occurred_at: pl.Series, lo: int, hi: int) -> Cut:
+def window_cut(times: Times, lo: int, hi: int) -> Cut:
     if lo == 0 or lo >= hi:
         return Cut(previous=NO_PREVIOUS, head_end=lo)
-    micros = occurred_at.to_physical()
-    day_before = int(micros[lo - 1]) // DAY
-    next_day = int(micros.search_sorted((day_before + 1) * DAY, side="left"))
-    return Cut(previous=event_day(occurred_at, lo - 1), head_end=min(max(next_day, lo), hi))
+    before = times.micros(lo - 1)
+    next_day = times.search((before // DAY + 1) * DAY, side="left")
+    return Cut(previous=event_day(before, times.micros(0)), head_end=min(max(next_day, lo), hi))
 
 
 def _firsts(
@@ -168,17 +164,22 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     events = layout.events.lazy()
     accounts = layout.accounts.lazy()
     account = account_of(layout.leads)
-    occurred_at = layout.events.get_column("occurred_at")
+    times = layout.times
     day_rows = layout.days[group_by]
-    split = day_split(occurred_at, day_rows.get_column("day"), lo, hi)
-    cut = window_cut(occurred_at, lo, hi)
+    split = day_split(times, day_rows.get_column("day"), lo, hi)
+    cut = window_cut(times, lo, hi)
+
+    def timed(start: int, end: int) -> pl.LazyFrame:
+        """The events of rows [start, end) with their times."""
+        return layout.events.slice(start, end - start).with_columns(times.slice(start, end)).lazy()
+
     lead_pair, account_pair = [group_by, "lead"], [group_by, "account"]
     pieces: list[pl.LazyFrame] = []
     head_leads = head_accounts = None
     if cut.head_end > lo:
         # The window's first day, split: its pairs are hashed, and they settle
         # the events whose previous pair event lies somewhere on that day.
-        head = events.slice(lo, cut.head_end - lo)
+        head = timed(lo, cut.head_end)
         head_leads = head.select(*lead_pair, "is_mql").drop_nulls(lead_pair).unique(lead_pair)
         head_accounts = head.select(group_by, account).drop_nulls(account_pair).unique()
         pieces += [
@@ -214,7 +215,7 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     if rest:
         # No filter on the key here: filtering would copy every column of the slice.
         # Events without a value form one null group, dropped at the end.
-        raw = pl.concat([events.slice(a, b - a) for a, b in rest])
+        raw = pl.concat([timed(a, b) for a, b in rest])
         pieces += [_sums(raw, group_by), *first_pairs(raw)]
     start, end = split.days
     if end > start:
@@ -323,7 +324,7 @@ def campaign_leads(
     ordering by key is ordering by lead_id.
     """
     touched = pl.DataFrame(
-        [layout.events.get_column(name).gather(rows) for name in ("lead", "occurred_at")]
+        [layout.events.get_column("lead").gather(rows), layout.times.gather(rows)]
     )
     lead_keys = layout.dictionaries.lead_key
     candidates = (
