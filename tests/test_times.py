@@ -71,3 +71,25 @@ def test_inserted_times_are_the_times_of_all_the_events(
     expected = Times.of(series(micros + added))
     for part in ("offsets", "buckets", "starts"):
         assert getattr(got, part).equals(getattr(expected, part)), part
+
+
+def test_times_read_from_many_chunks_are_held_in_one() -> None:
+    """A layout read from a file hands over its columns in many chunks; the
+    times keep one each, which the searches read without copying."""
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    parts = [
+        pl.Series([start + timedelta(hours=h, minutes=m) for m in range(3)], dtype=TIME)
+        for h in range(4)
+    ]
+    whole = Times.of(pl.concat(parts, rechunk=False))
+    chunked = Times(
+        offsets=pl.concat([whole.offsets.slice(0, 5), whole.offsets.slice(5)], rechunk=False),
+        buckets=whole.buckets,
+        starts=whole.starts,
+    )
+    assert [getattr(chunked, part).n_chunks() for part in ("offsets", "buckets", "starts")] == [
+        1,
+        1,
+        1,
+    ]
+    assert chunked.series().equals(whole.series())
