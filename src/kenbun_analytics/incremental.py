@@ -17,11 +17,14 @@ Every derived structure is patched where the change reaches:
   rows from the first insertion on are renumbered;
 - the day totals change by the sums of the rows whose contribution changed
   (new minus old), and the cells an event left get their first and last times
-  again, from the value index or from the events of their day.
+  again, from the value index or from the events of their day;
+- the times (:class:`kenbun_analytics.times.Times`) only gain the inserted
+  rows, a tombstone keeping its old time: they too are rebuilt only from the
+  first insertion on.
 
 A layout is derived afresh from its events instead when new per-lead facts
 arrive, when a dictionary grows past 256 or 65,536 values or the events come
-to span 65,536 days (a column would widen), or when an event lands on a day
+to span 256 or 65,536 days (a column would widen), or when an event lands on a day
 before the first event's (every previous day is counted from that one). The
 tombstones go at the next full load or derivation.
 """
@@ -335,9 +338,9 @@ def _patched_pairs(
     leads: pl.DataFrame,
     times: Times,
 ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
-    """``patched`` (at ``times``) with its previous-day columns, and per UTM key the old rows
-    (numbered as in ``patched``, as ``changed_rows`` number the ``changed``
-    ones) whose first-of-pair flag (no previous event) changed.
+    """``patched`` (at ``times``) with its previous-day columns, and per UTM key
+    the old rows (numbered as in ``patched``, as ``changed_rows`` number the
+    ``changed`` ones) whose first-of-pair flag (no previous event) changed.
 
     A (key, lead) chain changes only where a changed row got another value of
     the key or another lead (a tombstone has neither), or where rows were
@@ -520,9 +523,9 @@ def _patched_days(
     """Day totals plus the sums of the rows ``after`` minus those of the same rows
     ``before``. The first and last times of a cell can only grow by the rows
     ``after``, except in the cells an event ``left``: those are read again from
-    ``events`` (the patched ones, at ``times``), through ``index`` when the key has one. The
-    totals are summed in the types :func:`day_totals` makes and held narrow again
-    (:func:`compact_days`), as narrow as a fresh derive makes them."""
+    ``events`` (the patched ones, at ``times``), through ``index`` when the key
+    has one. The totals are summed in the types :func:`day_totals` makes and held
+    narrow again (:func:`compact_days`), as narrow as a fresh derive makes them."""
     held = totals
     totals = widened_days(totals.lazy()).collect()
 

@@ -635,14 +635,18 @@ MONEY_SUMS = ("pipeline_value", "closed_won_value")
 CENTS = pl.Int64()
 """Money held as its integer number of cents (8 bytes, where :data:`MONEY` takes 16)."""
 CENTS_TYPES: Narrower = ((CENTS, -(1 << 63), (1 << 63) - 1),)
-CENT = pl.lit(Decimal("0.01"), dtype=MONEY)
+
+
+def money_of_cents(cents: pl.Expr) -> pl.Expr:
+    """An integer number of cents as exact :data:`MONEY`."""
+    return (cents.cast(pl.Decimal(38, 0)) * pl.lit(Decimal("0.01"), dtype=MONEY)).cast(MONEY)
 
 
 def compact_days(totals: pl.DataFrame) -> pl.DataFrame:
     """Day totals (:func:`day_totals`) in the narrowest types holding their
     values: most cells hold a few events, and money as cents while every sum
-    fits in 64 bits. At 10M events that is 3 of the 5 bytes an event the
-    campaign's day totals took."""
+    fits in 64 bits. At 10M events the campaign's day totals went from 5.1 to
+    2.9 bytes an event."""
 
     def narrow(name: str) -> pl.Series:
         column = totals.get_column(name)
@@ -664,11 +668,7 @@ def widened_days(totals: pl.LazyFrame) -> pl.LazyFrame:
     schema = totals.collect_schema()
     return totals.with_columns(
         *(pl.col(name).cast(wide) for name, (_, wide) in DAY_NARROWING.items()),
-        *(
-            (pl.col(name).cast(pl.Decimal(38, 0)) * CENT).cast(MONEY)
-            for name in MONEY_SUMS
-            if schema[name] == CENTS
-        ),
+        *(money_of_cents(pl.col(name)) for name in MONEY_SUMS if schema[name] == CENTS),
     )
 
 

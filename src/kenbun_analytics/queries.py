@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from kenbun_analytics.layout import (
-    CENT,
     CENTS,
     DAY,
     MONEY,
@@ -27,6 +26,7 @@ from kenbun_analytics.layout import (
     account_of,
     deal_sums,
     event_day,
+    money_of_cents,
     names_frame,
     previous_day,
     uuid_text,
@@ -262,8 +262,8 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
 
 def _day_sums(days: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
     """The sums per value of day totals (held narrow, :func:`compact_days`), in
-    the types of :data:`CAMPAIGN_ROW`: the few rows summed are widened, not the
-    many summed."""
+    the types of :data:`CAMPAIGN_ROW`: each value's sums are widened, not every
+    day's row (cents are summed as 128-bit integers, which no sum outgrows)."""
     schema = days.collect_schema()
 
     def total(name: str) -> pl.Expr:
@@ -272,8 +272,7 @@ def _day_sums(days: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
     def money(name: str) -> pl.Expr:
         if schema[name] != CENTS:
             return pl.col(name).sum().cast(MONEY)
-        cents = pl.col(name).cast(pl.Int128).sum().cast(pl.Decimal(38, 0))
-        return (cents * CENT).cast(MONEY)
+        return money_of_cents(pl.col(name).cast(pl.Int128).sum()).alias(name)
 
     return days.group_by(group_by).agg(
         total("total_events"),
