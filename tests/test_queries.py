@@ -31,9 +31,9 @@ from kenbun_analytics.layout import (
     encode,
     encode_events,
     previous_day,
+    summable_days,
     uuid_key,
     uuid_text,
-    widened_days,
 )
 from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
 from kenbun_analytics.times import Times
@@ -603,7 +603,8 @@ def test_day_totals_are_held_narrow_and_given_back_exactly(
         schema=WIDE_DAYS,
     )
     narrow = compact_days(wide)
-    assert widened_days(narrow.lazy()).collect().equals(wide)
+    assert summable_days(narrow).equals(summable_days(wide))
+    assert compact_days(summable_days(wide)).equals(narrow)
     for name, dtype in narrow.schema.items():
         assert _width(dtype) <= _width(WIDE_DAYS[name])
     cents = [abs(money.scaleb(2)) for *_, money in rows]

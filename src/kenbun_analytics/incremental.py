@@ -65,7 +65,7 @@ from kenbun_analytics.layout import (
     previous_day,
     previous_day_dtype,
     previous_days,
-    widened_days,
+    summable_days,
     with_lead_facts,
     with_new_leads,
 )
@@ -524,10 +524,10 @@ def _patched_days(
     ``before``. The first and last times of a cell can only grow by the rows
     ``after``, except in the cells an event ``left``: those are read again from
     ``events`` (the patched ones, at ``times``), through ``index`` when the key
-    has one. The totals are summed in the types :func:`day_totals` makes and held
+    has one. The totals are summed in the types of :func:`summable_days` and held
     narrow again (:func:`compact_days`), as narrow as a fresh derive makes them."""
     held = totals
-    totals = widened_days(totals.lazy()).collect()
+    totals = summable_days(totals)
 
     def summed(frames: list[pl.DataFrame]) -> pl.DataFrame:
         return (
@@ -540,9 +540,11 @@ def _patched_days(
             )
         )
 
-    removed = day_totals(before, accounts, key)
+    removed = summable_days(day_totals(before, accounts, key))
+    added = summable_days(day_totals(after, accounts, key))
+    # Subtracted from zero: Polars has no negation of 128-bit integers.
     change = summed(
-        [day_totals(after, accounts, key), removed.with_columns(-pl.col(name) for name in SUMS)]
+        [added, removed.with_columns((0 - pl.col(name)).alias(name) for name in SUMS)]
     ).filter(pl.any_horizontal(pl.col(name) != 0 for name in SUMS))
     # A cell whose sums did not change and that no event left is as it was: no
     # event joined it either (that would have added one to its events).
