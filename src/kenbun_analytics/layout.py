@@ -795,14 +795,10 @@ def derive(
     )
 
 
-def timed(layout: Layout) -> pl.DataFrame:
-    """The events of ``layout`` with their ``occurred_at`` column."""
-    return layout.events.with_columns(layout.times.series())
-
-
 def base_of(layout: Layout) -> pl.DataFrame:
-    """The base events of ``layout``, with :data:`BASE_EVENTS` codes again."""
-    return timed(layout).select(BASE_EVENTS.names()).cast(BASE_EVENTS)
+    """The base events of ``layout``, with their times and :data:`BASE_EVENTS` codes again."""
+    events = layout.events.with_columns(layout.times.series())
+    return events.select(BASE_EVENTS.names()).cast(BASE_EVENTS)
 
 
 VIEW = 16
