@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -11,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kenbun_analytics.layout import KEYS, Dictionaries, encode_events
-from kenbun_analytics.load import base_events, raw_events_frame
+from kenbun_analytics.load import _child_started, _context, base_events, raw_events_frame
 
 READ = pa.schema(
     {
@@ -85,3 +87,22 @@ def test_an_empty_read_gives_no_events() -> None:
     base, dictionaries = base_events(READ.empty_table())
     assert base.is_empty()
     assert all(dictionaries.of(key).is_empty() for key in (*KEYS, "lead_key"))
+
+
+NEVER_PURGE = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+"""The settings of ``kenbun_analytics.child_allocator``, spelled here: importing
+that module would set them in this process."""
+
+
+def child_allocator_settings() -> str | None:
+    return os.environ.get("_RJEM_MALLOC_CONF")
+
+
+def test_a_load_child_keeps_its_freed_pages() -> None:
+    """The fork server imports the allocator settings before Polars, and they come
+    last, so that jemalloc takes them over Polars' own; the server's are Polars'."""
+    with ProcessPoolExecutor(1, mp_context=_context(), initializer=_child_started) as child:
+        settings_there = child.submit(child_allocator_settings).result()
+    assert settings_there is not None
+    assert settings_there.endswith(NEVER_PURGE)
+    assert NEVER_PURGE not in (os.environ.get("_RJEM_MALLOC_CONF") or "")

@@ -310,7 +310,8 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    # The allocator's settings first: they must be in place before Polars is imported.
+    context.set_forkserver_preload(["kenbun_analytics.child_allocator", __name__])
     return context
 
 
