@@ -98,7 +98,7 @@ def child_allocator_settings() -> str | None:
     return os.environ.get("_RJEM_MALLOC_CONF")
 
 
-def test_a_load_child_keeps_its_freed_pages() -> None:
+def test_a_load_child_is_set_to_keep_the_pages_it_frees() -> None:
     """The fork server imports the allocator settings before Polars, and they come
     last, so that jemalloc takes them over Polars' own; the server's are Polars'."""
     with ProcessPoolExecutor(1, mp_context=_context(), initializer=_child_started) as child:
