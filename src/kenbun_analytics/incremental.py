@@ -45,10 +45,8 @@ from kenbun_analytics.layout import (
     NARROW_TYPES,
     NO_PREVIOUS,
     PAIRS,
-    ROW,
     Layout,
     ValueIndex,
-    _previous_of_pair,
     account_of,
     base_of,
     build,
@@ -59,12 +57,13 @@ from kenbun_analytics.layout import (
     day_totals,
     derive,
     encode_events,
+    event_days,
     indexed,
     merge_events,
     narrowed,
     previous_day,
     previous_day_dtype,
-    previous_days,
+    previous_pair_days,
     summable_days,
     with_lead_facts,
     with_new_leads,
@@ -395,7 +394,7 @@ def _patched_pairs(
             rows = candidates.filter(of_lead)
         rows = pl.concat([rows, moved]).unique().sort()
         subset = patched.select(*moving, "lead").gather(rows).with_columns(account)
-        # Each previous row is one of ``rows`` (ascending: a cheap gather of times).
+        # The rows are ascending: a cheap gather of times.
         at = times.gather(rows)
         old, was = placement.old(rows)
         # When rows were only appended and no old row changed its pair, every
@@ -403,15 +402,9 @@ def _patched_pairs(
         appended_only = placement.appends and moved.is_empty()
         for key in moving:
             name = previous_day(key, other)
-            local = _previous_of_pair(subset, key, other)
-            previous = pl.select(
-                pl.when(local >= 0)
-                .then(pl.lit(rows.cast(ROW)).gather(local.clip(0)))
-                .otherwise(pl.lit(-1, dtype=ROW))
-            ).to_series()
             column = events.get_column(name)
-            days = previous_days(
-                previous, at.gather(local.clip(0)), first=times.micros(0), dtype=column.dtype
+            days = previous_pair_days(
+                subset, key, other, event_days(at, first=times.micros(0), dtype=column.dtype)
             )
             spread = placement.column(
                 column, pl.repeat(NO_PREVIOUS, added.height, dtype=column.dtype, eager=True)

@@ -418,18 +418,26 @@ def _code_bound(codes: pl.Series) -> int:
     return 0 if largest is None else int(largest) + 1  # type: ignore[arg-type]
 
 
-def _previous_of_pair(frame: pl.DataFrame, key: str, other: str) -> pl.Series:
-    """For each row, the index of the previous row with the same (key, other), else -1."""
+def previous_pair_days(frame: pl.DataFrame, key: str, other: str, days: pl.Series) -> pl.Series:
+    """For each row, the day (``days`` holds each row's) of the previous row with
+    the same (key, other), else :data:`NO_PREVIOUS`.
+
+    Ordered by pair and row, a row's previous pair row is the one before it: the
+    days are gathered into that order, shifted, and scattered back, all in their
+    own narrow type. Gathering and scattering row numbers and then times instead
+    took 2.5-3.0 s for the six columns at 10M events on one thread, against 1.5 s.
+    """
     others = _code_bound(frame.get_column(other))
     pair = pl.col(key).cast(pl.UInt64) * others + pl.col(other).cast(pl.UInt64)
     ordered = _by_key(frame, pair, _code_bound(frame.get_column(key)) * others)
+    rows = ordered.get_column("row")
     previous = ordered.select(
         pl.when(pl.col("key") == pl.col("key").shift(1))
-        .then(pl.col("row").shift(1).cast(ROW))
-        .otherwise(pl.lit(-1, dtype=ROW))
+        .then(pl.lit(days.gather(rows)).shift(1))
+        .otherwise(pl.lit(NO_PREVIOUS, dtype=days.dtype))
     ).to_series()
-    result = pl.repeat(-1, frame.height, dtype=ROW, eager=True)
-    result.scatter(ordered.get_column("row"), previous)
+    result = pl.repeat(NO_PREVIOUS, frame.height, dtype=days.dtype, eager=True)
+    result.scatter(rows, previous)
     return result
 
 
@@ -491,33 +499,22 @@ def previous_day_dtype(times: Times) -> pl.DataType:
     return _narrowest(0, last, DAY_TYPES, pl.UInt32())
 
 
-def previous_days(
-    rows: pl.Series, times: pl.Series, *, first: int, dtype: pl.DataType
-) -> pl.Series:
-    """The :func:`event_day` of the event at each of ``rows`` (``times`` are
-    theirs, any time where a row is -1), and :data:`NO_PREVIOUS` where the row
-    is -1; ``first`` is the time of the first event."""
-    return pl.select(
-        pl.when(rows >= 0)
-        .then(times.to_physical() // DAY - (first // DAY - 1))
-        .otherwise(NO_PREVIOUS)
-        .cast(dtype)
-        .alias(rows.name)
-    ).to_series()
+def event_days(times: pl.Series, *, first: int, dtype: pl.DataType) -> pl.Series:
+    """The :func:`event_day` of the event at each of ``times``, as ``dtype``;
+    ``first`` is the time of the first event."""
+    return pl.select((times.to_physical() // DAY - (first // DAY - 1)).cast(dtype)).to_series()
 
 
 def derive_events(base: pl.DataFrame, leads: pl.DataFrame, times: Times) -> pl.DataFrame:
     """The query frame: base events (at ``times``) plus each lead's MQL flag and
     account, and the day of each event's previous event of each pair."""
     events = with_lead_facts(base, leads)
-    occurred_at = events.get_column("occurred_at")
-    dtype = previous_day_dtype(times)
     first = times.micros(0) if len(times) else 0
+    dtype = previous_day_dtype(times)
+    days = event_days(events.get_column("occurred_at"), first=first, dtype=dtype)
 
     def days_of(pair: tuple[str, str]) -> pl.Series:
-        previous = _previous_of_pair(events, *pair)
-        at = occurred_at.gather(previous.clip(0))
-        return previous_days(previous, at, first=first, dtype=dtype).alias(previous_day(*pair))
+        return previous_pair_days(events, *pair, days).alias(previous_day(*pair))
 
     return events.with_columns(side_by_side(days_of, PAIRS))
 
