@@ -394,8 +394,11 @@ def _patched_pairs(
             rows = candidates.filter(of_lead)
         rows = pl.concat([rows, moved]).unique().sort()
         subset = patched.select(*moving, "lead").gather(rows).with_columns(account)
-        # The rows are ascending: a cheap gather of times.
-        at = times.gather(rows)
+        # The rows are ascending: a cheap gather of times. The six previous-day
+        # columns share one type.
+        days_of_rows = event_days(
+            times.gather(rows), first=times.micros(0), dtype=events.schema[previous_day(*PAIRS[0])]
+        )
         old, was = placement.old(rows)
         # When rows were only appended and no old row changed its pair, every
         # old row keeps its previous event: only the appended rows need theirs.
@@ -403,9 +406,7 @@ def _patched_pairs(
         for key in moving:
             name = previous_day(key, other)
             column = events.get_column(name)
-            days = previous_pair_days(
-                subset, key, other, event_days(at, first=times.micros(0), dtype=column.dtype)
-            )
+            days = previous_pair_days(subset, key, other, days_of_rows)
             spread = placement.column(
                 column, pl.repeat(NO_PREVIOUS, added.height, dtype=column.dtype, eager=True)
             )

@@ -301,19 +301,24 @@ def encode_events(
     names: dict[str, pl.Series] = {}
     for key in (*KEYS, "lead_key"):
         columns[key], names[key] = encode(raw.get_column(key), dictionaries.of(key))
-    base = pl.DataFrame(
+    return base_frame(raw, columns, raw.get_column("points")), Dictionaries(**names)
+
+
+def base_frame(
+    events: pl.DataFrame, codes: dict[str, pl.Series], points: pl.Series
+) -> pl.DataFrame:
+    """Base events (:data:`BASE_EVENTS`): the ids and times of ``events``, the
+    ``codes`` of their leads (``lead_key``) and UTM values, and ``points``."""
+    return pl.DataFrame(
         {
-            "event_id": raw.get_column("event_id"),
-            "occurred_at": raw.get_column("occurred_at"),
-            "lead": columns["lead_key"],
-            "campaign": columns["campaign"],
-            "source": columns["source"],
-            "medium": columns["medium"],
-            "points": raw.get_column("points").cast(pl.Int32),
+            "event_id": events.get_column("event_id"),
+            "occurred_at": events.get_column("occurred_at"),
+            "lead": codes["lead_key"],
+            **{key: codes[key] for key in KEYS},
+            "points": points.cast(BASE_EVENTS["points"]),
         },
         schema=BASE_EVENTS,
     )
-    return base, Dictionaries(**names)
 
 
 def merge_events(base: pl.DataFrame, changed_ids: pl.Series, current: pl.DataFrame) -> pl.DataFrame:

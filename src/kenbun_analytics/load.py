@@ -43,7 +43,6 @@ from kenbun_analytics.details import Details
 from kenbun_analytics.errors import LoadError
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
-    BASE_EVENTS,
     CODE,
     KEYS,
     LEAD_FACTS,
@@ -53,6 +52,7 @@ from kenbun_analytics.layout import (
     Dictionaries,
     Layout,
     ValueIndex,
+    base_frame,
     build,
     code_of,
     encode,
@@ -131,26 +131,17 @@ def base_events(table: pa.Table) -> tuple[pl.DataFrame, Dictionaries]:
     if mask is not None:
         found = {name: (rows.filter(mask), values) for name, (rows, values) in found.items()}
         rest = rest.filter(mask)
+    empty = Dictionaries.empty()
     columns: dict[str, pl.Series] = {}
     names: dict[str, pl.Series] = {}
     for key in KEYS:
         rows, values = found[key]
-        codes, names[key] = encode(values.rename(key), Dictionaries.empty().of(key))
+        codes, names[key] = encode(values.rename(key), empty.of(key))
         columns[key] = codes.gather(rows)
+    columns["lead_key"], names["lead_key"] = encode(rest.get_column("lead_key"), empty.lead_key)
     rows, values = found["score_delta"]
     points = read_points(values).gather(rows).fill_null(0)
-    lead, names["lead_key"] = encode(rest.get_column("lead_key"), Dictionaries.empty().lead_key)
-    base = pl.DataFrame(
-        {
-            "event_id": rest.get_column("event_id"),
-            "occurred_at": rest.get_column("occurred_at"),
-            "lead": lead,
-            **columns,
-            "points": points,
-        },
-        schema=BASE_EVENTS,
-    )
-    return base, Dictionaries(**names)
+    return base_frame(rest, columns, points), Dictionaries(**names)
 
 
 LeadsById = Callable[[list[str]], pa.Table]
