@@ -20,8 +20,10 @@ from kenbun_analytics.api import campaigns_body
 from kenbun_analytics.layout import KEYS, Layout
 from kenbun_analytics.load import (
     ChildLoads,
+    _Reader,
     load_unit,
     read_layout,
+    read_unit,
     write_layout,
 )
 from kenbun_analytics.priority import LOAD_NICENESS, lower_server_process
@@ -415,6 +417,79 @@ def test_a_load_in_a_child_process_builds_the_layout_a_load_here_builds(
     write_layout(here, tmp_path)
     assert_same_layout(read_layout(tmp_path), here, flags=True)
     assert not multiprocessing.active_children(), "the child outlived its refresh"
+
+
+def sessions(url: str, application_name: str) -> int:
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_child_reads_the_next_org_unit_while_it_builds_and_closes_after_the_last(
+    world: World, unit: str, database_url: str
+) -> None:
+    """Loads given the org unit that comes next build the same layouts as loads
+    here; the child keeps its connections for the next load and closes them
+    after the last."""
+    other = world.org_unit("Other")
+    seed_unit(world, unit)
+    seed_unit(world, other)
+    world.event(other, campaign="only-there")
+    source = Source(database_url, application_name="kenbun-read-ahead")
+    try:
+        with ThreadPoolExecutor(max_workers=2) as readers:
+            here = {u: load_unit(source, u, 1, readers) for u in (unit, other)}
+    finally:
+        source.close()
+    with ChildLoads(source.options, 1) as child:
+        first = child.load(unit, then=other)
+        assert sessions(database_url, "kenbun-read-ahead") >= 1
+        second = child.load(other)
+        assert sessions(database_url, "kenbun-read-ahead") == 0
+    assert_same_layout(first, here[unit])
+    assert_same_layout(second, here[other])
+    assert (first.events.height, second.events.height) == (4, 5)
+
+
+class CountingSource(Source):
+    """A real Source that records whose events it read."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, application_name="kenbun-counting")
+        self.read: list[str] = []
+
+    def events_of(self, org_unit_id: str, *, part: int = 0, parts: int = 1) -> Any:
+        self.read.append(org_unit_id)
+        return super().events_of(org_unit_id, part=part, parts=parts)
+
+
+def test_a_read_ahead_is_the_next_reads_when_asked_for_and_dropped_when_not(
+    world: World, unit: str, database_url: str
+) -> None:
+    other = world.org_unit("Other")
+    seed_unit(world, unit)
+    world.event(other, campaign="only-there")
+    source = CountingSource(database_url)
+    reader = _Reader(source, 1)
+    try:
+        reader.read_ahead(other)
+        ahead = reader.read(other)
+        assert source.read == [other]
+        reader.read_ahead(other)
+        asked = reader.read(unit)
+        assert source.read == [other, other, unit]
+        with ThreadPoolExecutor(max_workers=2) as readers:
+            for got, expected in ((ahead, other), (asked, unit)):
+                assert [t.to_pylist() for t in got] == [
+                    t.to_pylist() for t in read_unit(source, expected, 1, readers)
+                ]
+    finally:
+        reader.close()
+    assert sessions(database_url, "kenbun-counting") == 0
 
 
 def test_a_child_load_failing_in_postgresql_keeps_the_last_good_snapshot(

@@ -15,6 +15,9 @@ process (:class:`ChildLoads`):
   is ready in tens of milliseconds rather than after a second of imports (as
   with any multiprocessing, the child imports the server's main module again:
   it must be guarded by ``if __name__ == "__main__":``, as ours are);
+* while it builds an org unit, it reads the next one the refresh loads: a read
+  is mostly PostgreSQL's work and the driver's decoding, and leaves the cores
+  that a build's single-threaded steps do not use to the read;
 * each finished layout crosses as uncompressed Arrow IPC files in a temporary
   directory, read back into the server's own memory (about 0.2 s a GB);
 * the child exits when the refresh is done, and all of its memory goes with it.
@@ -24,13 +27,14 @@ process (:class:`ChildLoads`):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
 import signal
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kenbun_analytics.details import Details
-from kenbun_analytics.errors import LoadError
+from kenbun_analytics.errors import LoadError, SourceError
 from kenbun_analytics.layout import (
     ACCOUNT_DEALS,
     CODE,
@@ -184,9 +188,11 @@ def missing_leads(keys: pl.Series, known: pl.Series, leads_by_id: LeadsById) -> 
     return arrow_frame(leads_by_id(uuid_text(missing).to_list()), LEAD_FACTS)
 
 
-def read_unit(
-    source: Source, unit: str, parts: int, readers: Executor
-) -> tuple[pa.Table, pa.Table, pa.Table]:
+Reads = tuple[pa.Table, pa.Table, pa.Table]
+"""An org unit's events, per-lead facts and deal totals, as :func:`read_unit` gives them."""
+
+
+def read_unit(source: Source, unit: str, parts: int, readers: Executor) -> Reads:
     """An org unit's events, per-lead facts and deal totals, read side by side
     by ``readers``: the events in ``parts`` parts, the facts on one more connection."""
     facts = readers.submit(lambda: (source.leads_of(unit), source.account_deals_of(unit)))
@@ -286,15 +292,71 @@ def _child_started() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _load_in_child(options: SourceOptions, unit: str, parts: int, directory: str) -> None:
-    # The server processes of the child's connections are lowered too, where they
-    # run on this machine under our OS user: their reading is the load's work.
-    source = Source.opened_with(dataclasses.replace(options, backend_niceness=LOAD_NICENESS))
+class _Reader:
+    """The child's connections and reader threads, kept from one load of a refresh
+    to the next so that the next org unit can be read while this one builds."""
+
+    def __init__(self, source: Source, parts: int) -> None:
+        self.source = source
+        self._parts = parts
+        self._readers = ThreadPoolExecutor(max_workers=parts + 1, thread_name_prefix="kenbun-read")
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kenbun-read-ahead")
+        self._pending: tuple[str, Future[Reads]] | None = None
+
+    def read(self, unit: str) -> Reads:
+        """``unit``'s reads: the ones read ahead for it, else read now."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            ahead, reads = pending
+            if ahead == unit:
+                return reads.result()
+            with contextlib.suppress(SourceError):  # read for nothing: not asked for
+                reads.result()
+        return read_unit(self.source, unit, self._parts, self._readers)
+
+    def read_ahead(self, unit: str) -> None:
+        """Start reading ``unit`` while this process builds the one it has read."""
+        self._pending = (
+            unit,
+            self._ahead.submit(read_unit, self.source, unit, self._parts, self._readers),
+        )
+
+    def close(self) -> None:
+        self._pending = None
+        self._ahead.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.source.close()
+
+
+_reader: _Reader | None = None
+"""In the child process only: its reader, open while a refresh has loads to come."""
+
+
+def _load_in_child(
+    options: SourceOptions, unit: str, parts: int, directory: str, then: str | None
+) -> None:
+    """Load ``unit`` into ``directory``; with ``then``, the org unit the server asks
+    for next, which is read while this one builds. The last load closes the reader."""
+    global _reader  # noqa: PLW0603 - the child's one reader, across the refresh's loads
+    if _reader is None:
+        # The server processes of the child's connections are lowered too, where they
+        # run on this machine under our OS user: their reading is the load's work.
+        # One connection more than a read takes: the build reads missing leads by id
+        # while the next org unit's read holds the others.
+        lowered = dataclasses.replace(
+            options, backend_niceness=LOAD_NICENESS, connections=max(options.connections, parts + 2)
+        )
+        _reader = _Reader(Source.opened_with(lowered), parts)
+    reader = _reader
     try:
-        with ThreadPoolExecutor(max_workers=parts + 1, thread_name_prefix="kenbun-read") as readers:
-            layout = load_unit(source, unit, parts, readers)
+        reads = reader.read(unit)
+        if then is not None:
+            reader.read_ahead(then)
+        layout = full_layout(*reads, reader.source.leads_by_id)
     finally:
-        source.close()
+        if then is None:
+            _reader = None
+            reader.close()
     write_layout(layout, Path(directory))
 
 
@@ -332,9 +394,15 @@ class ChildLoads:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def load(self, unit: str) -> Layout:
+    def load(self, unit: str, then: str | None = None) -> Layout:
         """The layout of ``unit``, built in the child; :class:`SourceError` as the
-        child raised it, :class:`LoadError` when the child died."""
+        child raised it, :class:`LoadError` when the child died.
+
+        ``then`` is the org unit this refresh loads next: the child reads it while
+        it builds ``unit``, on cores that the build leaves idle. Pass it only when
+        the next call asks for it; the last load (``then`` None) closes the
+        child's connections.
+        """
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=_context(), initializer=_child_started
@@ -342,7 +410,7 @@ class ChildLoads:
         with tempfile.TemporaryDirectory(prefix="kenbun-load-") as directory:
             try:
                 self._pool.submit(
-                    _load_in_child, self._options, unit, self._parts, directory
+                    _load_in_child, self._options, unit, self._parts, directory, then
                 ).result()
             except BrokenProcessPool:
                 self._stop()  # the next load starts a new child

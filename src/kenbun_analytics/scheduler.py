@@ -195,10 +195,11 @@ class Refresher:
     def _load_whole(self, units: list[str], taken_at: datetime) -> bool:
         failed = False
         with self._loads() as load:
-            for unit in units:
+            for index, unit in enumerate(units):
+                then = units[index + 1] if index + 1 < len(units) else None
                 started = self._clock()
                 try:
-                    layout = load(unit)
+                    layout = load(unit, then)
                 except (SourceError, LoadError) as error:
                     # Whatever broke the load (a restarted server) has likely broken
                     # our idle connections too, as a failed read here would have.
@@ -213,14 +214,15 @@ class Refresher:
         return failed
 
     @contextlib.contextmanager
-    def _loads(self) -> Iterator[Callable[[str], Layout]]:
-        """How this refresh loads an org unit whole: in a child process
-        (:class:`~kenbun_analytics.load.ChildLoads`), or here on the reader threads."""
+    def _loads(self) -> Iterator[Callable[[str, str | None], Layout]]:
+        """How this refresh loads an org unit whole, given the one it loads next:
+        in a child process (:class:`~kenbun_analytics.load.ChildLoads`), which reads
+        the next while it builds, or here on the reader threads."""
         if self._isolated_loads:
             with ChildLoads(self._source.options, self._load_parts) as child:
                 yield child.load
         else:
-            yield lambda unit: load_unit(self._source, unit, self._load_parts, self._readers)
+            yield lambda unit, _: load_unit(self._source, unit, self._load_parts, self._readers)
 
     def _apply_changes(self, units: list[str], changes: Changes, taken_at: datetime) -> bool:
         unit_set = set(units)
