@@ -82,6 +82,7 @@ def test_an_existing_kenbun_database_keeps_its_data(server_url: str) -> None:
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(CONTRACT.read_text())  # type: ignore[arg-type]
         connection.execute("CREATE INDEX their_own_index ON events (occurred_at)")
+        connection.execute("CREATE INDEX their_alias_index ON lead_aliases (lead_id)")
         connection.execute(
             "INSERT INTO org_units (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 'Theirs')"
         )
@@ -103,6 +104,21 @@ def test_an_existing_kenbun_database_keeps_its_data(server_url: str) -> None:
             )
         }
         assert "their_own_index" in indexes
+        # Ours on lead_aliases is the one the load reads each lead's preferred
+        # aliases from (0005 replaced 0002's); theirs stays.
+        alias_indexes = dict(
+            connection.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'lead_aliases'"
+            ).fetchall()
+        )
+        assert alias_indexes.keys() == {
+            "lead_aliases_pkey",
+            "their_alias_index",
+            "kenbun_analytics_lead_aliases_preferred",
+        }
+        assert alias_indexes["kenbun_analytics_lead_aliases_preferred"].endswith(
+            "(lead_id, kind, is_primary DESC, created_at, id) INCLUDE (value)"
+        )
         triggers = {
             row[0]
             for row in connection.execute(

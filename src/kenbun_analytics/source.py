@@ -64,8 +64,9 @@ EVENTS_BY_ID = (
 # and the statement measured 4.9 s against 5.3-6.3 s with one.
 _LEADS = """
 WITH preferred AS (
-    -- Joined to leads rather than filtered by lead: PostgreSQL then hashes the
-    -- two instead of walking the aliases in lead order through their index.
+    -- Where the visibility map allows, PostgreSQL reads the aliases from their
+    -- index (migration 0005) already in this order, merged with the leads
+    -- sorted by id, and skips sorting them: 3.9 s against 5.0 s at 900,000 leads.
     SELECT DISTINCT ON (a.lead_id, a.kind) a.lead_id, a.kind, a.value
     FROM lead_aliases a JOIN leads l ON l.id = a.lead_id
     WHERE {which} AND a.kind IN ('email', 'phone', 'social', 'external_id', 'cookie')
