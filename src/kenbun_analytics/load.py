@@ -15,9 +15,10 @@ process (:class:`ChildLoads`):
   is ready in tens of milliseconds rather than after a second of imports (as
   with any multiprocessing, the child imports the server's main module again:
   it must be guarded by ``if __name__ == "__main__":``, as ours are);
-* while it builds an org unit, it reads the next one the refresh loads: a read
-  is mostly PostgreSQL's work and the driver's decoding, and leaves the cores
-  that a build's single-threaded steps do not use to the read;
+* while it builds an org unit, it reads the next one the refresh loads (a read
+  is mostly PostgreSQL's work and the driver's decoding, and takes the core that
+  the build's single-threaded steps leave idle), then builds that one without
+  waiting for the server to take the layout before;
 * each finished layout crosses as uncompressed Arrow IPC files in a temporary
   directory, read back into the server's own memory (about 0.2 s a GB);
 * the child exits when the refresh is done, and all of its memory goes with it.
@@ -33,7 +34,7 @@ import json
 import multiprocessing
 import signal
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -369,6 +370,10 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
+_Queued = tuple[Future[None], tempfile.TemporaryDirectory[str]]
+"""A load submitted to the child, and the directory its layout arrives in."""
+
+
 class ChildLoads:
     """The full loads of one refresh, in one child process started at the first
     load and stopped on leaving the ``with`` block."""
@@ -377,6 +382,8 @@ class ChildLoads:
         self._options = options
         self._parts = parts
         self._pool: ProcessPoolExecutor | None = None
+        self._queued: dict[str, _Queued] = {}
+        """Loads submitted ahead of the call that takes them."""
 
     def __enter__(self) -> ChildLoads:
         return self
@@ -393,26 +400,44 @@ class ChildLoads:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        for _, directory in self._queued.values():
+            directory.cleanup()
+        self._queued.clear()
 
-    def load(self, unit: str, then: str | None = None) -> Layout:
+    def load(self, unit: str, after: Sequence[str] = ()) -> Layout:
         """The layout of ``unit``, built in the child; :class:`SourceError` as the
         child raised it, :class:`LoadError` when the child died.
 
-        ``then`` is the org unit this refresh loads next: the child reads it while
-        it builds ``unit``, on cores that the build leaves idle. Pass it only when
-        the next call asks for it; the last load (``then`` None) closes the
-        child's connections.
+        ``after`` are the org units this refresh loads after ``unit``, in the order
+        of the next calls. The child reads the first of them while it builds
+        ``unit``, on cores that the build leaves idle, and builds it next without
+        waiting for this process to take ``unit``'s layout; the last load (nothing
+        after it) closes the child's connections.
         """
+        queued = self._queued.pop(unit, None) or self._submit(unit, after[:1])
+        if after and after[0] not in self._queued:
+            self._queued[after[0]] = self._submit(after[0], after[1:2])
+        future, directory = queued
+        with directory:
+            try:
+                future.result()
+            except BrokenProcessPool:
+                self._stop()  # the next load starts a new child
+                raise LoadError(unit) from None
+            return read_layout(Path(directory.name))
+
+    def _submit(self, unit: str, then: Sequence[str]) -> _Queued:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=_context(), initializer=_child_started
             )
-        with tempfile.TemporaryDirectory(prefix="kenbun-load-") as directory:
-            try:
-                self._pool.submit(
-                    _load_in_child, self._options, unit, self._parts, directory, then
-                ).result()
-            except BrokenProcessPool:
-                self._stop()  # the next load starts a new child
-                raise LoadError(unit) from None
-            return read_layout(Path(directory))
+        directory = tempfile.TemporaryDirectory(prefix="kenbun-load-")
+        future = self._pool.submit(
+            _load_in_child,
+            self._options,
+            unit,
+            self._parts,
+            directory.name,
+            then[0] if then else None,
+        )
+        return future, directory

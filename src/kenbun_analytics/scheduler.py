@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -196,10 +196,9 @@ class Refresher:
         failed = False
         with self._loads() as load:
             for index, unit in enumerate(units):
-                then = units[index + 1] if index + 1 < len(units) else None
                 started = self._clock()
                 try:
-                    layout = load(unit, then)
+                    layout = load(unit, units[index + 1 :])
                 except (SourceError, LoadError) as error:
                     # Whatever broke the load (a restarted server) has likely broken
                     # our idle connections too, as a failed read here would have.
@@ -214,10 +213,10 @@ class Refresher:
         return failed
 
     @contextlib.contextmanager
-    def _loads(self) -> Iterator[Callable[[str, str | None], Layout]]:
-        """How this refresh loads an org unit whole, given the one it loads next:
+    def _loads(self) -> Iterator[Callable[[str, Sequence[str]], Layout]]:
+        """How this refresh loads an org unit whole, given those it loads after it:
         in a child process (:class:`~kenbun_analytics.load.ChildLoads`), which reads
-        the next while it builds, or here on the reader threads."""
+        and builds the next without waiting, or here on the reader threads."""
         if self._isolated_loads:
             with ChildLoads(self._source.options, self._load_parts) as child:
                 yield child.load
