@@ -82,6 +82,9 @@ def measure(function: Callable[[], Any], repeat: int, *, warm_up: bool = True) -
 FULL_LOADS = 3
 """Full loads measured (at most ``--repeat``)."""
 
+LOAD_ROUNDS = 3
+"""Rounds of the HTTP load test: every route once a round, the constant route first."""
+
 
 def summary(samples: list[float]) -> dict[str, float]:
     return {
@@ -235,16 +238,17 @@ def load_test(url: str, unit: str, seconds: int) -> dict[str, Any]:
             except OSError:
                 pass
             time.sleep(0.5)
-        results = {}
         by_source = "/analytics/campaigns?group_by=source&start_date=2026-06-01"
         by_campaign = "/analytics/campaigns?start_date=2026-06-01"
-        for label, path, encoding in (
+        routes = (
             ("constant route", "/constant", "identity"),
             ("cached aggregate by source", by_source, "identity"),
             ("cached aggregate by campaign", by_campaign, "identity"),
             ("cached aggregate by source, gzip", by_source, "gzip"),
             ("cached aggregate by campaign, gzip", by_campaign, "gzip"),
-        ):
+        )
+
+        def measure(path: str, encoding: str) -> tuple[float, int]:
             output = subprocess.run(
                 [
                     wrk,
@@ -263,14 +267,29 @@ def load_test(url: str, unit: str, seconds: int) -> dict[str, Any]:
             ).stdout
             match = re.search(r"Requests/sec:\s+([0-9.]+)", output)
             errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+            return (float(match.group(1)) if match else 0.0), int(errors.group(1)) if errors else 0
+
+        # Rounds of every route, each route's ratio taken against the constant
+        # route of its own round: the machine's pace drifts between runs.
+        rounds = [
+            {label: measure(path, encoding) for label, path, encoding in routes}
+            for _ in range(LOAD_ROUNDS)
+        ]
+        results: dict[str, Any] = {}
+        for label, _, _ in routes:
+            rps = [one[label][0] for one in rounds]
             results[label] = {
-                "rps": float(match.group(1)) if match else 0.0,
-                "non_2xx": int(errors.group(1)) if errors else 0,
+                "rps": statistics.median(rps),
+                "non_2xx": sum(one[label][1] for one in rounds),
             }
-        constant = results["constant route"]["rps"]
-        for label, measured in results.items():
             if label != "constant route":
-                measured["ratio"] = measured["rps"] / constant
+                ratios = [one[label][0] / one["constant route"][0] for one in rounds]
+                results[label] |= {
+                    "ratio": statistics.median(ratios),
+                    "ratio_min": min(ratios),
+                    "ratio_max": max(ratios),
+                    "rounds": len(ratios),
+                }
         return results
     finally:
         server.terminate()
@@ -531,6 +550,16 @@ def machine() -> dict[str, str]:
     }
 
 
+def spread(measured: dict[str, Any]) -> str:
+    """The range of a load test's per-round ratios (none in runs before the rounds)."""
+    if "ratio_min" not in measured:
+        return ""
+    return (
+        f", {measured['ratio_min']:.0%} to {measured['ratio_max']:.0%}"
+        f" over {measured.get('rounds', LOAD_ROUNDS)} rounds"
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Benchmark results",
@@ -575,7 +604,7 @@ def markdown(results: dict[str, Any]) -> str:
             ]
             lines += [
                 f"| wrk -c32, {label} (req/s) | {load[label]['rps']:,.0f} ({load[label]['ratio']:.0%} of "
-                f"the constant route; non-2xx: {load[label]['non_2xx']}) |"
+                f"the constant route{spread(load[label])}; non-2xx: {load[label]['non_2xx']}) |"
                 for label in load
                 if isinstance(load[label], dict) and "ratio" in load[label]
             ]
@@ -598,7 +627,10 @@ def main() -> None:
         "--refreshes", type=int, default=20, help="refreshes for the RSS check (default 20)"
     )
     parser.add_argument(
-        "--load-seconds", type=int, default=5, help="wrk duration per route (default 5)"
+        "--load-seconds",
+        type=int,
+        default=3,
+        help=f"wrk duration per route and round, {LOAD_ROUNDS} rounds (default 3)",
     )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
