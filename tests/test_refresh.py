@@ -432,26 +432,26 @@ def sessions(url: str, application_name: str) -> int:
 def test_a_child_reads_the_next_org_unit_while_it_builds_and_closes_after_the_last(
     world: World, unit: str, database_url: str
 ) -> None:
-    """Loads given the org unit that comes next build the same layouts as loads
-    here; the child keeps its connections for the next load and closes them
-    after the last."""
-    other = world.org_unit("Other")
-    seed_unit(world, unit)
-    seed_unit(world, other)
+    """Loads given the org units that come after them (each read ahead and
+    submitted before its call) build the same layouts as loads here; the child
+    keeps its connections for the next load and closes them after the last."""
+    other, third = world.org_unit("Other"), world.org_unit("Third")
+    for each in (unit, other, third):
+        seed_unit(world, each)
     world.event(other, campaign="only-there")
+    units = [unit, other, third]
     source = Source(database_url, application_name="kenbun-read-ahead")
     try:
         with ThreadPoolExecutor(max_workers=2) as readers:
-            here = {u: load_unit(source, u, 1, readers) for u in (unit, other)}
+            here = [load_unit(source, u, 1, readers) for u in units]
     finally:
         source.close()
     with ChildLoads(source.options, 1) as child:
-        first = child.load(unit, [other])
-        second = child.load(other)
+        there = [child.load(u, units[index + 1 :]) for index, u in enumerate(units)]
         assert sessions(database_url, "kenbun-read-ahead") == 0
-    assert_same_layout(first, here[unit])
-    assert_same_layout(second, here[other])
-    assert (first.events.height, second.events.height) == (4, 5)
+    for got, expected in zip(there, here, strict=True):
+        assert_same_layout(got, expected)
+    assert [layout.events.height for layout in there] == [4, 5, 4]
 
 
 class CountingSource(Source):

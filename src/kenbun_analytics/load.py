@@ -414,9 +414,9 @@ class ChildLoads:
         waiting for this process to take ``unit``'s layout; the last load (nothing
         after it) closes the child's connections.
         """
-        queued = self._queued.pop(unit, None) or self._submit(unit, after[:1])
+        queued = self._queued.pop(unit, None) or self._submit(unit, _first(after))
         if after and after[0] not in self._queued:
-            self._queued[after[0]] = self._submit(after[0], after[1:2])
+            self._queued[after[0]] = self._submit(after[0], _first(after[1:]))
         future, directory = queued
         with directory:
             try:
@@ -426,7 +426,7 @@ class ChildLoads:
                 raise LoadError(unit) from None
             return read_layout(Path(directory.name))
 
-    def _submit(self, unit: str, then: Sequence[str]) -> _Queued:
+    def _submit(self, unit: str, then: str | None) -> _Queued:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=_context(), initializer=_child_started
@@ -438,6 +438,10 @@ class ChildLoads:
             unit,
             self._parts,
             directory.name,
-            then[0] if then else None,
+            then,
         )
         return future, directory
+
+
+def _first(units: Sequence[str]) -> str | None:
+    return units[0] if units else None
