@@ -248,7 +248,7 @@ def load_test(url: str, unit: str, seconds: int) -> dict[str, Any]:
             ("cached aggregate by campaign, gzip", by_campaign, "gzip"),
         )
 
-        def measure(path: str, encoding: str) -> tuple[float, int]:
+        def requests_per_second(path: str, encoding: str) -> tuple[float, int]:
             output = subprocess.run(
                 [
                     wrk,
@@ -272,7 +272,7 @@ def load_test(url: str, unit: str, seconds: int) -> dict[str, Any]:
         # Rounds of every route, each route's ratio taken against the constant
         # route of its own round: the machine's pace drifts between runs.
         rounds = [
-            {label: measure(path, encoding) for label, path, encoding in routes}
+            {label: requests_per_second(path, encoding) for label, path, encoding in routes}
             for _ in range(LOAD_ROUNDS)
         ]
         results: dict[str, Any] = {}
@@ -556,7 +556,7 @@ def spread(measured: dict[str, Any]) -> str:
         return ""
     return (
         f", {measured['ratio_min']:.0%} to {measured['ratio_max']:.0%}"
-        f" over {measured.get('rounds', LOAD_ROUNDS)} rounds"
+        f" over {measured['rounds']} rounds"
     )
 
 

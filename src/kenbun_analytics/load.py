@@ -23,7 +23,8 @@ process (:class:`ChildLoads`):
   directory, read back into the server's own memory (about 0.2 s a GB);
 * the child exits when the refresh is done, and all of its memory goes with it.
 
-:func:`load_unit` is the load itself, the same in either process.
+:func:`read_unit` and :func:`full_layout` are the load itself, the same in either
+process (:func:`load_unit` runs them one after the other).
 """
 
 from __future__ import annotations
