@@ -10,7 +10,7 @@ from unittest.mock import patch
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kenbun_analytics import layout as layout_module
@@ -577,6 +577,8 @@ MONEYS = st.decimals(-(10**35), 10**35, places=2, allow_nan=False, allow_infinit
         max_size=6,
     )
 )
+# -2^63 cents is the smallest a 64-bit integer holds: held as cents.
+@example(rows=[(0, 0, 0, 0, 0, Decimal("-92233720368547758.08"))])
 def test_day_totals_are_held_narrow_and_given_back_exactly(
     rows: list[tuple[int, int, int, int, int, Decimal]],
 ) -> None:
@@ -607,8 +609,8 @@ def test_day_totals_are_held_narrow_and_given_back_exactly(
     assert compact_days(summable_days(wide)).equals(narrow)
     for name, dtype in narrow.schema.items():
         assert _width(dtype) <= _width(WIDE_DAYS[name])
-    cents = [abs(money.scaleb(2)) for *_, money in rows]
-    fits = all(value < 1 << 63 for value in cents)
+    cents = [money.scaleb(2) for *_, money in rows]
+    fits = all(-(1 << 63) <= value < 1 << 63 for value in cents)
     assert narrow.schema["pipeline_value"] == (pl.Int64 if fits else MONEY)
     if rows and max(count for _, count, *_ in rows) < 1 << 16:
         assert narrow.schema["total_events"] in {pl.UInt8, pl.UInt16}
