@@ -11,6 +11,7 @@ import uvicorn
 from litestar import get
 
 from kenbun_analytics.app import create_app
+from kenbun_analytics.serving import uvicorn_options
 from kenbun_analytics.settings import Settings
 
 
@@ -27,7 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     app = create_app(Settings(database_url=args.database_url, refresh_seconds=3600))
     app.register(constant)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    # As `kenbun-analytics serve` runs it, with its log lines left unconfigured.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", **uvicorn_options())
 
 
 if __name__ == "__main__":

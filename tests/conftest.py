@@ -134,18 +134,10 @@ def live_server(app: Litestar) -> Iterator[LiveServer]:
     import uvicorn
 
     from kenbun_analytics.embedded import free_port
-    from kenbun_analytics.guard import MAX_HEAD_BYTES
+    from kenbun_analytics.serving import uvicorn_options
 
     port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,  # as `serve` runs it
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **uvicorn_options())  # as `serve`
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -4,10 +4,12 @@ no response or log line that holds a traceback, SQL, a file path or a secret."""
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 
 import pytest
 
+from kenbun_analytics.guard import MAX_HEAD_BYTES
 from kenbun_analytics.observability import JsonFormatter
 from tests.conftest import LiveServer, live_server, make_app
 from tests.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange, get
@@ -77,3 +79,23 @@ def test_every_malformed_request_is_a_4xx_and_leaks_nothing(
     assert not leaks
     assert any('"status": 4' in line or '"status":4' in line for line in captured.lines)
     assert all(line.startswith("{") and "\n" not in line for line in captured.lines)
+
+
+def test_a_head_that_never_ends_is_cut_off_at_the_bound(live: LiveServer) -> None:
+    """httptools reads a request head without end; the server stops at
+    MAX_HEAD_BYTES, answers 431 and closes instead of waiting for more."""
+    chunk = b"a" * 16384
+    answer = b""
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as connection:
+        try:
+            connection.sendall(b"GET /analytics/campaigns HTTP/1.1\r\nX-Padding: ")
+            for _ in range(4 * MAX_HEAD_BYTES // len(chunk)):
+                connection.sendall(chunk)
+            while part := connection.recv(65536):  # a timeout here fails the test
+                answer += part
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed with our bytes unread: the answer can be lost on the way
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert not answer or answer.endswith(
+        b'{"status":431,"detail":"the request head is longer than 131072 bytes"}'
+    )

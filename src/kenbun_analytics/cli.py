@@ -277,7 +277,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from kenbun_analytics.app import create_app
-    from kenbun_analytics.guard import MAX_HEAD_BYTES
+    from kenbun_analytics.serving import uvicorn_options
 
     _GracefulServer = _graceful_server_class()  # noqa: N806 - a class
 
@@ -286,12 +286,8 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
-        log_config=None,  # our JSON lines; see observability.configure_logging
-        access_log=False,  # the app writes its own access line, with the request id
-        proxy_headers=False,
         timeout_graceful_shutdown=30,
-        lifespan="on",
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        **uvicorn_options(),
     )
     _GracefulServer(config).run()
 

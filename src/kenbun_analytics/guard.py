@@ -20,11 +20,11 @@ DRAIN_BYTES = 1024 * 1024
 """How much of a rejected request's body is read (and dropped) before answering."""
 SINGLE_HEADERS = (b"authorization", b"x-org-unit-id")
 MAX_HEAD_BYTES = 128 * 1024
-"""How much of a request head the HTTP server reads (uvicorn's
-``h11_max_incomplete_event_size``): well above the limits here, so that an
-oversized head is read whole and answered by :func:`guard`. A server that gives
-up mid-head closes with unread bytes, which resets the connection and can lose
-its answer on the way."""
+"""How much of a request head the HTTP server reads (see
+:class:`kenbun_analytics.serving.BoundedHead`): well above the limits here, so
+that an oversized head is read whole and answered by :func:`guard`. A server
+that gives up mid-head closes with unread bytes, which resets the connection
+and can lose its answer on the way."""
 
 
 def _rejection(scope: dict[str, Any]) -> tuple[int, str] | None:
