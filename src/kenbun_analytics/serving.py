@@ -23,7 +23,8 @@ from kenbun_analytics.schemas import ErrorBody, json_encoder
 _TOO_LARGE = json_encoder.encode(
     ErrorBody(
         status=431,
-        detail=f"the request head is longer than {MAX_HEAD_BYTES} bytes",
+        detail=f"the request head is longer than {MAX_HEAD_BYTES} bytes: "
+        "send fewer or shorter headers",
     )
 )
 
