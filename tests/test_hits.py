@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from litestar.testing import TestClient
 
 from kenbun_analytics import hits
 from kenbun_analytics.auth import ACTIVE_OU_COOKIE
+from kenbun_analytics.cache import ResultCache
 from tests.conftest import make_app, refresh
 from tests.world import World
 
@@ -121,3 +123,37 @@ def test_the_rate_limit_counts_cached_answers(
         ]
     assert statuses == [200, 200, 200, 429]
     assert served == [False, True, True, False]
+
+
+def test_an_answer_is_compressed_by_the_app_off_the_event_loop(
+    client: Client, world: World, unit: str, served: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer cached without its gzip form is left to the app when gzip is
+    asked for; the app compresses it in a worker thread, and the layer answers
+    the gzip requests after it."""
+    threads = {"loop": set(), "gzip": set()}
+    answer, gzipped = hits._answer, ResultCache.gzipped
+
+    def on_loop(scope: dict[str, Any], services: Any) -> Any:
+        threads["loop"].add(threading.get_ident())
+        return answer(scope, services)
+
+    def compressing(cache: ResultCache, key: Any, entry: Any) -> Any:
+        if entry.gzipped is None:
+            threads["gzip"].add(threading.get_ident())
+        return gzipped(cache, key, entry)
+
+    monkeypatch.setattr(hits, "_answer", on_loop)
+    monkeypatch.setattr(ResultCache, "gzipped", compressing)
+    headers = {**world.reader(unit), "Accept-Encoding": "identity"}
+    plain = client.get("/analytics/campaigns", headers=headers)
+    assert client.get("/analytics/campaigns", headers=headers).content == plain.content
+    packed = {**headers, "Accept-Encoding": "gzip"}
+    first = client.get("/analytics/campaigns", headers=packed)
+    second = client.get("/analytics/campaigns", headers=packed)
+    assert served == [False, True, False, True]
+    assert first.headers["content-encoding"] == "gzip"
+    assert comparable(first) == comparable(second)
+    assert len(threads["gzip"]) == 1
+    assert threads["loop"]
+    assert not threads["gzip"] & threads["loop"]

@@ -158,7 +158,7 @@ def _snapshot_at(taken_at: datetime) -> str:
     return taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _accepts_gzip(accept_encoding: str | None) -> bool:
+def accepts_gzip(accept_encoding: str | None) -> bool:
     """Whether Accept-Encoding names gzip with a non-zero weight."""
     for item in (accept_encoding or "").split(","):
         coding, _, parameters = item.partition(";")
@@ -186,7 +186,7 @@ def cached_answer(
     worth it, 304 when the caller holds the current ETag."""
     body, etag = entry.body, entry.etag
     headers = {"Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
-    if _accepts_gzip(accept_encoding):
+    if accepts_gzip(accept_encoding):
         gzipped = cache.gzipped(key, entry)
         if gzipped is not None:
             body, etag = gzipped, entry.gzip_etag
@@ -237,6 +237,9 @@ async def _answer(
     if entry is None:
         body = await sync_to_thread(compute, snapshot, *args)
         entry = cache.put(key, body)
+    if entry.gzip_pending and accepts_gzip(request.headers.get("accept-encoding")):
+        # Tens of milliseconds for a large answer: kept off the event loop.
+        await sync_to_thread(cache.gzipped, key, entry)
     return _cached_response(request, key, entry, snapshot)
 
 

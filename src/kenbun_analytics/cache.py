@@ -30,6 +30,11 @@ class CachedResponse:
         return self.etag[:-1] + '-gzip"'
 
     @property
+    def gzip_pending(self) -> bool:
+        """Whether the body is worth compressing and not yet compressed."""
+        return self.gzipped is None and len(self.body) >= GZIP_MIN_BYTES
+
+    @property
     def size(self) -> int:
         return len(self.body) + len(self.gzipped or b"")
 

@@ -7,8 +7,10 @@ body (:func:`kenbun_analytics.api.cached_answer` builds both).
 
 Only plain requests qualify: a credential found in the authentication cache,
 no cookie, each parameter at most once in plain characters, and an answer in
-the result cache. Everything else, every error included, goes on to the app,
-which answers it the usual way: this layer never decides an error.
+the result cache (in gzip form, when the client accepts gzip and the answer is
+worth compressing: the app compresses it, off the event loop). Everything
+else, every error included, goes on to the app, which answers it the usual
+way: this layer never decides an error.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from kenbun_analytics.api import JSON, Services, cached_answer
+from kenbun_analytics.api import JSON, Services, accepts_gzip, cached_answer
 from kenbun_analytics.auth import active_org_unit
 from kenbun_analytics.errors import KenbunError
 from kenbun_analytics.params import group_by_column, parse_window
@@ -82,7 +84,12 @@ def _answer(
         return None
     key = ("campaigns", org_unit_id, snapshot.version, column, start, end)
     entry = services.cache.get(key, count=False)
-    if entry is None or not services.limiter.allow(principal.credential_id):
+    accept_encoding = headers.get(b"accept-encoding")
+    if (
+        entry is None
+        or (entry.gzip_pending and accepts_gzip(accept_encoding))  # the app compresses it
+        or not services.limiter.allow(principal.credential_id)
+    ):
         return None
     services.cache.count_hit()
     status, extra, body = cached_answer(
@@ -90,7 +97,7 @@ def _answer(
         key,
         entry,
         snapshot,
-        accept_encoding=headers.get(b"accept-encoding"),
+        accept_encoding=accept_encoding,
         if_none_match=headers.get(b"if-none-match"),
     )
     raw = [(name.lower().encode("latin-1"), text.encode("latin-1")) for name, text in extra.items()]
