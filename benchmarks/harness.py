@@ -556,9 +556,7 @@ def machine() -> dict[str, str]:
 
 
 def spread(measured: dict[str, Any]) -> str:
-    """The range of a load test's per-round ratios (none in runs before the rounds)."""
-    if "ratio_min" not in measured:
-        return ""
+    """The range of a load test's per-round ratios."""
     return (
         f", {measured['ratio_min']:.0%} to {measured['ratio_max']:.0%}"
         f" over {measured['rounds']} rounds"

@@ -77,9 +77,7 @@ class ResultCache:
 
     def gzipped(self, key: tuple[object, ...], entry: CachedResponse) -> bytes | None:
         """The gzip form of an entry's body; None when the body is too small to gain."""
-        if len(entry.body) < GZIP_MIN_BYTES:
-            return None
-        if entry.gzipped is None:
+        if entry.gzip_pending:
             compressed = gzip.compress(entry.body, compresslevel=6, mtime=0)
             with self._lock:
                 if entry.gzipped is None:
