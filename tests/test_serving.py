@@ -1,0 +1,203 @@
+"""How responses leave the server: a response's head and body in one write, and
+nothing held back from a response that has no body to follow."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+import uvloop
+from uvicorn.server import ServerState
+
+from kenbun_analytics.serving import HELD_BYTES, CoalescedWrites, uvicorn_options
+from tests.conftest import LiveServer, live_server, make_app
+from tests.world import World
+
+
+class Recorded(asyncio.Transport):
+    """A transport that records what reaches it, call by call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[bytes]]] = []
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        self.calls.append(("write", [bytes(data)]))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.calls.append(("writelines", [bytes(data) for data in list_of_data]))
+
+    def close(self) -> None:
+        self.calls.append(("close", []))
+        self.closing = True
+
+    def abort(self) -> None:
+        self.calls.append(("abort", []))
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def in_a_loop(steps: Any) -> list[tuple[str, list[bytes]]]:
+    """Run ``steps(transport)`` on an event loop, then one more turn of it."""
+    recorded = Recorded()
+
+    async def main() -> None:
+        steps(CoalescedWrites(recorded))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    uvloop.run(main())
+    return recorded.calls
+
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n"
+
+
+def test_a_head_and_the_body_after_it_leave_in_one_call() -> None:
+    def steps(transport: CoalescedWrites) -> None:
+        transport.write(HEAD)
+        transport.write(b"body")
+        transport.write(HEAD)
+        transport.write(b"x" * (10 * HELD_BYTES))
+
+    assert in_a_loop(steps) == [
+        ("writelines", [HEAD, b"body"]),
+        ("writelines", [HEAD, b"x" * (10 * HELD_BYTES)]),
+    ]
+
+
+def test_a_lone_short_write_leaves_at_the_end_of_the_turn_and_a_long_one_at_once() -> None:
+    seen: list[list[tuple[str, list[bytes]]]] = []
+
+    def steps(transport: CoalescedWrites) -> None:
+        transport.write(b"x" * (HELD_BYTES + 1))
+        seen.append(list(transport._transport.calls))  # type: ignore[attr-defined]
+        transport.write(HEAD)
+        seen.append(list(transport._transport.calls))  # type: ignore[attr-defined]
+        assert transport.get_write_buffer_size() == len(HEAD)
+
+    calls = in_a_loop(steps)
+    assert seen == [[("write", [b"x" * (HELD_BYTES + 1)])]] * 2
+    assert calls == [("write", [b"x" * (HELD_BYTES + 1)]), ("write", [HEAD])]
+
+
+def test_closing_sends_what_is_held_first_and_aborting_drops_it() -> None:
+    def closing(transport: CoalescedWrites) -> None:
+        transport.write(HEAD)
+        transport.close()
+
+    def aborting(transport: CoalescedWrites) -> None:
+        transport.write(HEAD)
+        transport.abort()
+
+    assert in_a_loop(closing) == [("write", [HEAD]), ("close", [])]
+    assert in_a_loop(aborting) == [("abort", [])]
+
+
+def test_the_server_protocol_writes_a_response_in_one_call() -> None:
+    """uvicorn's own response cycle, through the protocol ``serve`` runs with."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]}
+        )
+        await send({"type": "http.response.body", "body": b"body"})
+
+    recorded = Recorded()
+
+    async def main() -> None:
+        config = uvicorn.Config(app, **{**uvicorn_options(), "lifespan": "off"})
+        config.load()
+        protocol = config.http_protocol_class(
+            config=config, server_state=ServerState(), app_state={}
+        )
+        protocol.connection_made(recorded)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    uvloop.run(main())
+    [(call, (head, body))] = recorded.calls
+    assert call == "writelines"
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"\r\n\r\n")
+    assert body == b"body"
+
+
+@pytest.fixture
+def live(world: World, database_url: str) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+    unit = world.org_unit("Acme")
+    world.event(unit, campaign="spring", lead=world.lead(unit, level="Hot"))
+    with live_server(make_app(database_url)) as server:
+        assert server.app.state.refresher.refresh(wait=True)
+        yield server, world.reader(unit)
+
+
+def read_response(connection: socket.socket, *, body: bool) -> tuple[bytes, bytes]:
+    """One response from a kept-alive connection: its head, and its body when it has one."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        part = connection.recv(65536)  # a timeout here fails the test
+        assert part, data
+        data += part
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = (
+        next(
+            int(line.split(b":", 1)[1])
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length:")
+        )
+        if body
+        else 0
+    )
+    while body and len(rest) < length:
+        rest += connection.recv(65536)
+    assert len(rest) == (length if body else 0), (head, rest)
+    return head, rest
+
+
+def test_answers_without_a_body_reach_a_kept_alive_connection(
+    live: tuple[LiveServer, dict[str, str]],
+) -> None:
+    """A HEAD answer and a 304 are a head alone: the head is not held waiting for a
+    body, and the next answer on the same connection follows it."""
+    server, headers = live
+    auth = f"Authorization: {headers['Authorization']}\r\n".encode()
+    request = b"GET /analytics/campaigns HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, _ = read_response(connection, body=False)
+        assert head.startswith(b"HTTP/1.1 "), head
+
+        connection.sendall(request + b"\r\n")
+        head, body = read_response(connection, body=True)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert b'"name":"spring"' in body
+        etag = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"etag:")
+        )
+
+        connection.sendall(request + b"If-None-Match: " + etag + b"\r\n\r\n")
+        head, _ = read_response(connection, body=False)
+        assert head.startswith(b"HTTP/1.1 304 "), head
