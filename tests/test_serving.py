@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -56,12 +56,16 @@ class Recorded(asyncio.Transport):
         pass
 
 
-def in_a_loop(steps: Any) -> list[tuple[str, list[bytes]]]:
-    """Run ``steps(transport)`` on an event loop, then one more turn of it."""
+Steps = Callable[[CoalescedWrites, Recorded], None]
+
+
+def in_a_loop(steps: Steps) -> list[tuple[str, list[bytes]]]:
+    """Run ``steps`` on an event loop, then one more turn of it; what reached the
+    transport under the :class:`CoalescedWrites`."""
     recorded = Recorded()
 
     async def main() -> None:
-        steps(CoalescedWrites(recorded))
+        steps(CoalescedWrites(recorded), recorded)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
 
@@ -73,7 +77,7 @@ HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n"
 
 
 def test_a_head_and_the_body_after_it_leave_in_one_call() -> None:
-    def steps(transport: CoalescedWrites) -> None:
+    def steps(transport: CoalescedWrites, _: Recorded) -> None:
         transport.write(HEAD)
         transport.write(b"body")
         transport.write(HEAD)
@@ -88,11 +92,11 @@ def test_a_head_and_the_body_after_it_leave_in_one_call() -> None:
 def test_a_lone_short_write_leaves_at_the_end_of_the_turn_and_a_long_one_at_once() -> None:
     seen: list[list[tuple[str, list[bytes]]]] = []
 
-    def steps(transport: CoalescedWrites) -> None:
+    def steps(transport: CoalescedWrites, recorded: Recorded) -> None:
         transport.write(b"x" * (HELD_BYTES + 1))
-        seen.append(list(transport._transport.calls))  # type: ignore[attr-defined]
+        seen.append(list(recorded.calls))
         transport.write(HEAD)
-        seen.append(list(transport._transport.calls))  # type: ignore[attr-defined]
+        seen.append(list(recorded.calls))
         assert transport.get_write_buffer_size() == len(HEAD)
 
     calls = in_a_loop(steps)
@@ -101,11 +105,11 @@ def test_a_lone_short_write_leaves_at_the_end_of_the_turn_and_a_long_one_at_once
 
 
 def test_closing_sends_what_is_held_first_and_aborting_drops_it() -> None:
-    def closing(transport: CoalescedWrites) -> None:
+    def closing(transport: CoalescedWrites, _: Recorded) -> None:
         transport.write(HEAD)
         transport.close()
 
-    def aborting(transport: CoalescedWrites) -> None:
+    def aborting(transport: CoalescedWrites, _: Recorded) -> None:
         transport.write(HEAD)
         transport.abort()
 
