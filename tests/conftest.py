@@ -150,3 +150,11 @@ def live_server(app: Litestar) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+@pytest.fixture
+def live(unit: str, database_url: str) -> Iterator[LiveServer]:
+    """A live server whose snapshots hold ``unit`` (the test module's own fixture)."""
+    with live_server(make_app(database_url)) as server:
+        assert server.app.state.refresher.refresh(wait=True)
+        yield server

@@ -11,7 +11,7 @@ import pytest
 
 from kenbun_analytics.guard import MAX_HEAD_BYTES
 from kenbun_analytics.observability import JsonFormatter
-from tests.conftest import LiveServer, live_server, make_app
+from tests.conftest import LiveServer
 from tests.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange, get
 from tests.world import World
 
@@ -45,13 +45,6 @@ def unit(world: World) -> str:
     unit = world.org_unit("Acme")
     world.event(unit, campaign="spring", lead=world.lead(unit, level="Hot"))
     return unit
-
-
-@pytest.fixture
-def live(unit: str, database_url: str) -> Iterator[LiveServer]:
-    with live_server(make_app(database_url)) as server:
-        assert server.app.state.refresher.refresh(wait=True)
-        yield server
 
 
 def test_every_malformed_request_is_a_4xx_and_leaks_nothing(

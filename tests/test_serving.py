@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ import uvloop
 from uvicorn.server import ServerState
 
 from kenbun_analytics.serving import HELD_BYTES, CoalescedWrites, uvicorn_options
-from tests.conftest import LiveServer, live_server, make_app
+from tests.conftest import LiveServer
 from tests.world import World
 
 
@@ -148,12 +148,10 @@ def test_the_server_protocol_writes_a_response_in_one_call() -> None:
 
 
 @pytest.fixture
-def live(world: World, database_url: str) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+def unit(world: World) -> str:
     unit = world.org_unit("Acme")
     world.event(unit, campaign="spring", lead=world.lead(unit, level="Hot"))
-    with live_server(make_app(database_url)) as server:
-        assert server.app.state.refresher.refresh(wait=True)
-        yield server, world.reader(unit)
+    return unit
 
 
 def read_response(connection: socket.socket, *, body: bool) -> tuple[bytes, bytes]:
@@ -180,14 +178,13 @@ def read_response(connection: socket.socket, *, body: bool) -> tuple[bytes, byte
 
 
 def test_answers_without_a_body_reach_a_kept_alive_connection(
-    live: tuple[LiveServer, dict[str, str]],
+    world: World, unit: str, live: LiveServer
 ) -> None:
     """A HEAD answer and a 304 are a head alone: the head is not held waiting for a
     body, and the next answer on the same connection follows it."""
-    server, headers = live
-    auth = f"Authorization: {headers['Authorization']}\r\n".encode()
+    auth = f"Authorization: {world.reader(unit)['Authorization']}\r\n".encode()
     request = b"GET /analytics/campaigns HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as connection:
         connection.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         head, _ = read_response(connection, body=False)
         assert head.startswith(b"HTTP/1.1 "), head
