@@ -158,23 +158,26 @@ def read_response(connection: socket.socket, *, body: bool) -> tuple[bytes, byte
     """One response from a kept-alive connection: its head, and its body when it has one."""
     data = b""
     while b"\r\n\r\n" not in data:
-        part = connection.recv(65536)  # a timeout here fails the test
-        assert part, data
-        data += part
+        data += received(connection, data)
     head, rest = data.split(b"\r\n\r\n", 1)
-    length = (
-        next(
+    length = 0
+    if body:
+        length = next(
             int(line.split(b":", 1)[1])
             for line in head.lower().split(b"\r\n")
             if line.startswith(b"content-length:")
         )
-        if body
-        else 0
-    )
-    while body and len(rest) < length:
-        rest += connection.recv(65536)
-    assert len(rest) == (length if body else 0), (head, rest)
+    while len(rest) < length:
+        rest += received(connection, rest)
+    assert len(rest) == length, (head, rest)
     return head, rest
+
+
+def received(connection: socket.socket, so_far: bytes) -> bytes:
+    """The next bytes of the connection; a timeout or a closed connection fails the test."""
+    part = connection.recv(65536)
+    assert part, so_far
+    return part
 
 
 def test_answers_without_a_body_reach_a_kept_alive_connection(
