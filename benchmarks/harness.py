@@ -635,16 +635,22 @@ def main() -> None:
         default=3,
         help=f"wrk duration per route and round, {LOAD_ROUNDS} rounds (default 3)",
     )
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=HERE,
+        help="where RESULTS.md and results.json are written (default: benchmarks/)",
+    )
     args = parser.parse_args()
     result = run(args)
     result["machine"] = machine()
     result["at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    store = HERE / "results.json"
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    store = args.output_dir / "results.json"
     results = json.loads(store.read_text()) if store.exists() else {}
     results[str(args.events)] = result
     store.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    args.output.write_text(markdown(results))
+    (args.output_dir / "RESULTS.md").write_text(markdown(results))
     print(markdown({str(args.events): result}))
 
 
