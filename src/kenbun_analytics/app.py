@@ -97,6 +97,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
                 auth_source,
                 cache_seconds=settings.auth_cache_seconds,
                 stale_seconds=settings.auth_stale_seconds,
+                on_stale=metrics.stale_auth.inc,
             ),
             cache=cache,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),

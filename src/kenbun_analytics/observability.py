@@ -171,6 +171,12 @@ class Metrics:
             buckets=_REFRESH_BUCKETS,
             registry=self.registry,
         )
+        self.stale_auth = Counter(
+            "kenbun_auth_stale_answers",
+            "Requests let in on a credential's last successful lookup, older than the "
+            "auth cache, because PostgreSQL could not be asked (KENBUN_AUTH_STALE_SECONDS).",
+            registry=self.registry,
+        )
         self.registry.register(_SnapshotCollector(store, cache, status))
 
     def refreshed(self, outcome: str, seconds: float) -> None:

@@ -59,10 +59,12 @@ class Settings:
     """``KENBUN_SECURE_COOKIES``: mark the active-org-unit cookie ``Secure``
     (set it when the service is reached over HTTPS)."""
 
-    auth_stale_seconds: float = 900.0
+    auth_stale_seconds: float = 60.0
     """``KENBUN_AUTH_STALE_SECONDS``: while PostgreSQL is unreachable, a credential
     that was valid at its last lookup keeps working for this long (never past its
-    expiry), so an outage does not lock readers out of the last good snapshot."""
+    expiry), so a short outage does not lock readers out of the last good snapshot.
+    A credential revoked meanwhile works as long: each such answer is logged and
+    counted (``kenbun_auth_stale_answers_total``); 0 turns it off."""
 
     rate_limit_per_second: float = 0.0
     """``KENBUN_RATE_LIMIT_PER_SECOND``: requests per second each credential may
