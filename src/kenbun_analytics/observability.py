@@ -3,8 +3,8 @@
 :func:`observe` wraps the whole ASGI app, outside Litestar's exception
 handling, so every answer (404s, 413s and 429s included) gets an
 ``X-Request-Id`` header, one JSON access-log line and its place in the request
-metrics. Snapshot and cache metrics are read when ``/metrics`` is scraped, so
-the hot path only counts and times the request itself.
+metrics. Snapshot and cache metrics are read when ``/metrics`` (on the admin
+listener) is scraped, so the hot path only counts and times the request itself.
 """
 
 from __future__ import annotations
@@ -183,13 +183,13 @@ class Metrics:
         self.refreshes.labels(outcome).observe(seconds)
 
 
-def _route(scope: dict[str, Any]) -> str:
+def _route(scope: dict[str, Any], prefix: str) -> str:
     template = scope.get("path_template")
     if not template:
-        return "unmatched"
+        return prefix + "unmatched"
     if template.startswith("/analytics/campaigns/{"):
         return "/analytics/campaigns/{campaign_name}/leads"
-    return str(template)
+    return prefix + str(template)
 
 
 def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -199,8 +199,10 @@ def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return secrets.token_hex(8)
 
 
-def observe(app: Any, metrics: Metrics, *, access_log: bool) -> Any:
-    """Wrap an ASGI app: request id, access log line and request metrics."""
+def observe(app: Any, metrics: Metrics, *, access_log: bool, route_prefix: str = "") -> Any:
+    """Wrap an ASGI app: request id, access log line and request metrics.
+    ``route_prefix`` starts the route label of each request (the admin listener's
+    are ``admin:/healthz``, ``admin:/metrics``...)."""
 
     async def observed(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -225,7 +227,8 @@ def observe(app: Any, metrics: Metrics, *, access_log: bool) -> Any:
             await app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            route, method, code = _route(scope), scope.get("method", ""), str(status)
+            route, method = _route(scope, route_prefix), scope.get("method", "")
+            code = str(status)
             metrics.requests.labels(route, method, code).inc()
             metrics.latency.labels(route, method, code).observe(seconds)
             if access_log:

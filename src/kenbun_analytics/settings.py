@@ -25,6 +25,15 @@ class Settings:
     port: int = 8000
     """``KENBUN_PORT``: port the HTTP server binds."""
 
+    admin_host: str = "127.0.0.1"
+    """``KENBUN_ADMIN_HOST``: address the admin listener binds (detailed
+    ``/healthz``, ``/metrics``, ``/readyz``). Loopback by default: its answers name
+    every org unit and the database's errors, so it is for the operator's network
+    only, never the public one."""
+
+    admin_port: int = 8001
+    """``KENBUN_ADMIN_PORT``: port of the admin listener; 0 turns it off."""
+
     refresh_seconds: float = 30.0
     """``KENBUN_REFRESH_SECONDS``: interval between snapshot refreshes."""
 
@@ -124,6 +133,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         database_url=environ.get("KENBUN_DATABASE_URL") or None,
         host=environ.get("KENBUN_HOST", defaults.host),
         port=int(_number(environ, "KENBUN_PORT", defaults.port, minimum=0)),
+        admin_host=environ.get("KENBUN_ADMIN_HOST", defaults.admin_host),
+        admin_port=int(_number(environ, "KENBUN_ADMIN_PORT", defaults.admin_port, minimum=0)),
         refresh_seconds=_number(
             environ, "KENBUN_REFRESH_SECONDS", defaults.refresh_seconds, minimum=0.1
         ),
