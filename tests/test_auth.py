@@ -433,6 +433,7 @@ def test_unknown_formats_are_still_looked_up(
         "Bearer " + "t" * 512,
         "Bearer " + new_secret("kbn_pat_"),
         basic("sa-unknown", new_secret("kbn_sas_")),
+        basic("kbn_sas_is-a-client-id-here", "secret"),  # checksums are for secrets only
     ):
         assert_401(ready.get("/analytics/campaigns", headers={"Authorization": header}))
     assert lookups == [
@@ -440,6 +441,7 @@ def test_unknown_formats_are_still_looked_up(
         "service_account_principal",
         "token_principal",
         "token_principal",
+        "service_account_principal",
         "service_account_principal",
     ]
     user = world.user(default_org_unit=unit)

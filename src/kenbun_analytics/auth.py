@@ -123,13 +123,13 @@ def _header_text(header: str) -> str:
         raise Unauthenticated("credentials must be UTF-8 text") from None
 
 
-def _plausible(part: str) -> bool:
-    """Whether ``part`` (a token, client_id or secret) can be a stored credential."""
+def _plausible(part: str, *, secret: bool = True) -> bool:
+    """Whether ``part`` (a token or secret, or a client_id) can be a stored credential."""
     if not part or len(part.encode("utf-8", errors="surrogatepass")) > MAX_CREDENTIAL_BYTES:
         return False
     if _CONTROL.search(part):
         return False
-    if part.startswith((TOKEN_PREFIX, SECRET_PREFIX)):
+    if secret and part.startswith((TOKEN_PREFIX, SECRET_PREFIX)):
         return has_valid_checksum(part)  # ours: a typo or a forgery is told offline
     return True
 
@@ -156,7 +156,7 @@ def _parse_authorization(header: str | None) -> _Credential:
         client_id, colon, secret = decoded.partition(":")
         if not colon or not client_id or not secret:
             raise Unauthenticated("malformed Basic credentials")
-        if not _plausible(client_id) or not _plausible(secret):
+        if not _plausible(client_id, secret=False) or not _plausible(secret):
             raise Unauthenticated("invalid credentials")
         return _Credential("basic", digest(secret), client_id)
     raise Unauthenticated("unsupported or malformed Authorization header")
