@@ -568,7 +568,7 @@ def render(facts: dict[str, Any]) -> str:
         "|---|---|",
         f"| PostgreSQL stopped for {out['outage_seconds']:.0f} s under steady traffic (4 clients, half uncached) |"
         f" {out['served_during']:,} requests served during the outage, all 200 ({out['non_200_during']} other);"
-        f" `/healthz` said `{out['error']}`, snapshot age grew {out['age_first']:.1f} s → {out['age_last']:.1f} s;"
+        f" the admin `/healthz` said `{out['error']}`, snapshot age grew {out['age_first']:.1f} s → {out['age_last']:.1f} s;"
         f" first successful refresh {out['recovery_seconds']:.1f} s after PostgreSQL started, no restart |",
         f"| refresh backend terminated (`pg_terminate_backend`) mid-refresh | {term['requests']:,} requests meanwhile, all 200;"
         f" reported `{term['error']}`; next refresh succeeded {term['recovery_seconds']:.1f} s after the lock was released |",
