@@ -88,11 +88,17 @@ class Service:
     log_path: Path
     arguments: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> str:
+        """The admin listener: detailed /healthz and /metrics."""
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -105,6 +111,8 @@ class Service:
                 "serve",
                 "--port",
                 str(self.port),
+                "--admin-port",
+                str(self.admin_port),
                 *self.arguments,
             ],
             stdout=log,
@@ -127,7 +135,7 @@ class Service:
         return http(self.base + "/readyz")[0] == 200
 
     def health(self) -> dict[str, Any]:
-        return json.loads(http(self.base + "/healthz")[1])
+        return json.loads(http(self.admin + "/healthz")[1])
 
     def rss(self) -> int:
         assert self.process is not None
@@ -282,7 +290,7 @@ def load_test(
     result["start_rss_mib"] = rss_samples[0] / 2**20
     result["end_rss_mib"] = service.rss() / 2**20
     result["rows_written"] = writes[0] * 50
-    metrics = http(service.base + "/metrics")[1].decode()
+    metrics = http(service.admin + "/metrics")[1].decode()
     result["refreshes"] = sum(
         float(m.group(1))
         for m in re.finditer(
@@ -421,7 +429,7 @@ def cold_start(pg: EmbeddedPostgres, url: str, log: Path, down_seconds: float) -
         time.sleep(down_seconds)
         failures = re.search(
             r'kenbun_snapshot_refresh_failures_total\{org_unit="\*"\} ([0-9.e+]+)',
-            http(service.base + "/metrics")[1].decode(),
+            http(service.admin + "/metrics")[1].decode(),
         )
         attempts = float(failures.group(1)) if failures else 0.0
         pg.start()
@@ -560,7 +568,7 @@ def render(facts: dict[str, Any]) -> str:
         "|---|---|",
         f"| PostgreSQL stopped for {out['outage_seconds']:.0f} s under steady traffic (4 clients, half uncached) |"
         f" {out['served_during']:,} requests served during the outage, all 200 ({out['non_200_during']} other);"
-        f" `/healthz` said `{out['error']}`, snapshot age grew {out['age_first']:.1f} s → {out['age_last']:.1f} s;"
+        f" the admin `/healthz` said `{out['error']}`, snapshot age grew {out['age_first']:.1f} s → {out['age_last']:.1f} s;"
         f" first successful refresh {out['recovery_seconds']:.1f} s after PostgreSQL started, no restart |",
         f"| refresh backend terminated (`pg_terminate_backend`) mid-refresh | {term['requests']:,} requests meanwhile, all 200;"
         f" reported `{term['error']}`; next refresh succeeded {term['recovery_seconds']:.1f} s after the lock was released |",

@@ -108,6 +108,12 @@ def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
         yield test_client
 
 
+def admin(client: TestClient[Litestar]) -> TestClient[Litestar]:
+    """A client of the app's admin listener (detailed /healthz, /metrics, /readyz),
+    which ``serve`` runs on ``--admin-host``/``--admin-port``."""
+    return TestClient(client.app.state.admin)
+
+
 def refresh(client: TestClient[Litestar]) -> None:
     """Bring the app's snapshots up to date now, and fail loudly if that fails."""
     refresher = client.app.state.refresher

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics.auth import has_valid_checksum, new_secret
-from tests.conftest import make_app, refresh
+from kenbun_analytics.auth import Authenticator, digest, has_valid_checksum, new_secret
+from kenbun_analytics.errors import SourceError, Unauthenticated
+from kenbun_analytics.observability import JsonFormatter
+from kenbun_analytics.settings import Settings, load_settings
+from tests.conftest import LiveServer, make_app, refresh
+from tests.hostile_corpus import exchange, get
 from tests.world import World, basic
 
 Client = TestClient[Litestar]
@@ -324,3 +331,243 @@ def test_the_org_unit_boundary_holds_for_every_endpoint(
     assert [(r["name"], r["total_events"]) for r in rows] == [("spring", 1)]
     leads = ready.get("/analytics/campaigns/spring/leads", headers=headers).json()["leads"]
     assert other_lead not in {lead["lead_id"] for lead in leads}
+
+
+# ------------------------------------------------- credentials that cannot be --
+
+
+def _tampered(secret: str) -> str:
+    """The secret with one body character changed: its checksum no longer matches."""
+    return secret[:-7] + ("A" if secret[-7] != "A" else "B") + secret[-6:]
+
+
+def _raw(header: str) -> bytes:
+    return header.encode("utf-8")
+
+
+JUNK: dict[str, bytes] = {
+    "NUL in a Basic client_id": _raw(basic("sa-\x00", "secret")),
+    "NUL in a token": b"Bearer abc\x00def",
+    "control character in a token": b"Bearer abc\x01def",
+    "tab in a token": b"Bearer abc\tdef",
+    "DEL in a secret": _raw(basic("sa-1", "sec\x7fret")),
+    "newline in a client_id": _raw(basic("sa-\n1", "secret")),
+    "invalid UTF-8 token": b"Bearer \xff\xfe-token",
+    "invalid UTF-8 secret": b"Basic " + base64.b64encode(b"sa-1:\xff\xfe"),
+    "empty token": b"Bearer  ",
+    "empty client_id": _raw(basic("", "secret")),
+    "empty secret": _raw(basic("sa-1", "")),
+    "token over 512 bytes": _raw("Bearer " + "t" * 513),
+    "token over 512 bytes of UTF-8": _raw("Bearer " + "é" * 257),
+    "client_id over 512 bytes": _raw(basic("c" * 513, "secret")),
+    "secret over 512 bytes": _raw(basic("sa-1", "s" * 513)),
+    "our token prefix, wrong checksum": _raw("Bearer " + _tampered(new_secret("kbn_pat_"))),
+    "our token prefix, wrong length": b"Bearer kbn_pat_not-a-real-token",
+    "our secret prefix, wrong checksum": _raw(basic("sa-1", _tampered(new_secret("kbn_sas_")))),
+    "our token prefix as a secret, wrong checksum": _raw(
+        basic("sa-1", _tampered(new_secret("kbn_pat_")))
+    ),
+}
+"""Authorization headers, as the bytes a client sends, that cannot be a credential."""
+SENDABLE = [label for label in JUNK if "invalid UTF-8 token" not in label]
+"""The test client re-encodes a header that is not UTF-8; that one goes over a socket."""
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each credential lookup that reaches the source, by kind."""
+    from kenbun_analytics import source
+
+    seen: list[str] = []
+    for name in ("token_principal", "service_account_principal"):
+        original = getattr(source, name)
+
+        def counted(*args: object, _original: Any = original, _name: str = name) -> Any:
+            seen.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(source, name, counted)
+    return seen
+
+
+@pytest.mark.parametrize("path", ["/analytics/campaigns", "/org-units"])
+@pytest.mark.parametrize("label", SENDABLE)
+def test_a_credential_that_cannot_be_valid_is_401_without_a_lookup(
+    ready: Client,
+    lookups: list[str],
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    label: str,
+) -> None:
+    """Control characters, invalid UTF-8, an empty part, over 512 bytes or our prefix
+    with a wrong checksum: a 401 with the challenge, no database query, no error logged
+    (a NUL once reached PostgreSQL: a 503, an ERROR line, the auth connections reset)."""
+    with caplog.at_level(logging.INFO):
+        response = ready.get(path, headers={"Authorization": JUNK[label]})
+    assert_401(response)
+    assert lookups == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_token_that_is_not_utf8_is_401_without_a_lookup(
+    live: LiveServer, lookups: list[str]
+) -> None:
+    """Over a real socket, where the header's bytes arrive as sent."""
+    status, response = exchange(
+        live.port, get(b"/analytics/campaigns", [(b"Authorization", JUNK["invalid UTF-8 token"])])
+    )
+    assert status == 401
+    assert b"www-authenticate: Bearer" in response
+    assert lookups == []
+
+
+def test_unknown_formats_are_still_looked_up(
+    world: World, unit: str, ready: Client, lookups: list[str]
+) -> None:
+    """Credentials issued elsewhere need no prefix: a plain unknown token and client id
+    are asked about (and refused), a 512-byte token is a token, and a checksummed
+    kbn_pat_ token is asked about like any other."""
+    for header in (
+        "Bearer some-other-issuer-token",
+        basic("sa-unknown", "secret"),
+        "Bearer " + "t" * 512,
+        "Bearer " + new_secret("kbn_pat_"),
+        basic("sa-unknown", new_secret("kbn_sas_")),
+        basic("kbn_sas_is-a-client-id-here", "secret"),  # checksums are for secrets only
+    ):
+        assert_401(ready.get("/analytics/campaigns", headers={"Authorization": header}))
+    assert lookups == [
+        "token_principal",
+        "service_account_principal",
+        "token_principal",
+        "token_principal",
+        "service_account_principal",
+        "service_account_principal",
+    ]
+    user = world.user(default_org_unit=unit)
+    world.member(user, unit)
+    longest = world.token(user, text="é" * 256)  # 512 bytes of UTF-8
+    response = ready.get("/analytics/campaigns", headers={"Authorization": longest.encode()})
+    assert response.status_code == 200
+
+
+class FakeSource:
+    """Answers token lookups from a dict of digest -> user id; raises while down."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[bytes, str] = {}
+        self.lookups = 0
+        self.down = False
+
+
+def _fake_lookups(monkeypatch: pytest.MonkeyPatch, fake: FakeSource) -> None:
+    from kenbun_analytics import source
+    from kenbun_analytics.errors import SourceError
+
+    def token_principal(_: object, key: bytes) -> dict[str, Any] | None:
+        fake.lookups += 1
+        if fake.down:
+            raise SourceError("look up token", ConnectionRefusedError("refused"))
+        user = fake.tokens.get(key)
+        if user is None:
+            return None
+        return {
+            "token_sha256": key,
+            "active": True,
+            "user_id": user,
+            "credential_id": "cred-" + user,
+            "default_org_unit_id": "ou",
+            "expires_at": None,
+        }
+
+    monkeypatch.setattr(source, "token_principal", token_principal)
+    monkeypatch.setattr(source, "user_access", lambda _, user: [("ou", "Org unit")])
+
+
+def test_a_flood_of_unknown_credentials_does_not_evict_a_valid_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Failed lookups are cached apart from valid ones (and in fewer entries): twenty
+    thousand made-up tokens leave a reader's cached credential where it was."""
+    fake = FakeSource()
+    _fake_lookups(monkeypatch, fake)
+    fake.tokens[digest("reader-token")] = "reader"
+    authenticator = Authenticator(fake, cache_seconds=2, clock=lambda: 0.0)  # type: ignore[arg-type]
+    assert authenticator.authenticate("Bearer reader-token").credential_id == "cred-reader"
+    for n in range(20_000):
+        with pytest.raises(Unauthenticated):
+            authenticator.authenticate(f"Bearer made-up-{n}")
+    assert fake.lookups == 20_001
+    principal = authenticator.cached("Bearer reader-token")
+    assert principal is not None
+    assert principal.credential_id == "cred-reader"
+    # A refused credential asked again within the cache time costs no lookup.
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate("Bearer made-up-19999")
+    assert fake.lookups == 20_001
+
+
+@pytest.mark.parametrize("label", list(JUNK))
+def test_the_authenticator_refuses_junk_before_asking(
+    monkeypatch: pytest.MonkeyPatch, label: str
+) -> None:
+    """The same refusals at the authenticator, with raw header text (invalid UTF-8
+    arrives as Latin-1, which no HTTP test client sends unchanged)."""
+    fake = FakeSource()
+    _fake_lookups(monkeypatch, fake)
+    monkeypatch.setattr(
+        "kenbun_analytics.source.service_account_principal",
+        lambda *_: pytest.fail("looked up"),
+    )
+    authenticator = Authenticator(fake, cache_seconds=2)  # type: ignore[arg-type]
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate(JUNK[label].decode("latin-1"))  # as servers decode it
+    assert fake.lookups == 0
+
+
+def test_a_stale_credential_answers_for_a_minute_and_each_answer_is_logged_and_counted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the source is down, a credential valid at its last lookup is let in for
+    KENBUN_AUTH_STALE_SECONDS (60 s by default), each time with one JSON log line
+    (its id, never the token) and one count; after that, the source's error."""
+    assert Settings().auth_stale_seconds == 60
+    assert load_settings({}).auth_stale_seconds == 60
+    fake = FakeSource()
+    _fake_lookups(monkeypatch, fake)
+    fake.tokens[digest("reader-token")] = "reader"
+    now = [0.0]
+    stale_answers: list[None] = []
+    authenticator = Authenticator(
+        fake,  # type: ignore[arg-type]
+        cache_seconds=2,
+        stale_seconds=Settings().auth_stale_seconds,
+        clock=lambda: now[0],
+        on_stale=lambda: stale_answers.append(None),
+    )
+    authenticator.authenticate("Bearer reader-token")
+    with pytest.raises(Unauthenticated):
+        authenticator.authenticate("Bearer refused-token")
+    fake.down = True
+    formatter = JsonFormatter()
+    with caplog.at_level(logging.INFO, logger="kenbun_analytics.auth"):
+        for second in (1.0, 30.0, 59.0):  # inside the cache time, then stale twice
+            now[0] = second
+            assert authenticator.authenticate("Bearer reader-token").credential_id
+        now[0] = 30.0
+        with pytest.raises(Unauthenticated):  # refused at its last lookup: still refused
+            authenticator.authenticate("Bearer refused-token")
+        with pytest.raises(SourceError):  # never seen: the database must say
+            authenticator.authenticate("Bearer never-seen")
+        now[0] = 60.5
+        with pytest.raises(SourceError):
+            authenticator.authenticate("Bearer reader-token")
+    assert len(stale_answers) == 2
+    lines = [json.loads(formatter.format(r)) for r in caplog.records]
+    assert len(lines) == 2
+    assert [line["lookup_age_seconds"] for line in lines] == [30.0, 59.0]
+    for line in lines:
+        assert line["level"] == "warning"
+        assert line["credential_id"] == "cred-reader"
+        assert line["credential_kind"] == "user"
+        assert "reader-token" not in json.dumps(line)

@@ -45,7 +45,7 @@ def run_demo(data_dir: Path) -> tuple[str, str | None, int]:
 
     Returns its output, the campaigns body it served, and the postmaster's pid.
     """
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -56,6 +56,8 @@ def run_demo(data_dir: Path) -> tuple[str, str | None, int]:
             str(data_dir),
             "--port",
             str(port),
+            "--admin-port",
+            str(admin_port),
             "--events",
             "3000",
         ],
@@ -81,6 +83,7 @@ def run_demo(data_dir: Path) -> tuple[str, str | None, int]:
             f"http://127.0.0.1:{port}/analytics/campaigns?group_by=source", token.group(1)
         )
         assert status == 200
+        assert _get(f"http://127.0.0.1:{admin_port}/metrics")[0] == 200
         postmaster_pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
@@ -135,11 +138,16 @@ def test_every_flag_reads_an_environment_variable() -> None:
             "KENBUN_REFRESH_SECONDS": "7",
             "KENBUN_PORT": "9001",
             "KENBUN_LOAD_CONNECTIONS": "4",
+            "KENBUN_ADMIN_HOST": "10.0.0.5",
+            "KENBUN_ADMIN_PORT": "9101",
         }
     )
     args = parser.parse_args(["serve"])
     assert (args.database_url, args.refresh_seconds, args.port) == ("postgresql://db", 7.0, 9001)
     assert args.load_connections == 4
+    assert (args.admin_host, args.admin_port) == ("10.0.0.5", 9101)
+    defaults = build_parser({}).parse_args(["serve"])
+    assert (defaults.admin_host, defaults.admin_port) == ("127.0.0.1", 8001)
     help_text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
     for variable in (
         "KENBUN_DATABASE_URL",
@@ -147,6 +155,8 @@ def test_every_flag_reads_an_environment_variable() -> None:
         "KENBUN_PORT",
         "KENBUN_REFRESH_SECONDS",
         "KENBUN_LOAD_CONNECTIONS",
+        "KENBUN_ADMIN_HOST",
+        "KENBUN_ADMIN_PORT",
     ):
         assert variable in help_text
 

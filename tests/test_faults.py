@@ -6,6 +6,8 @@ These tests run their own embedded PostgreSQL, because they stop and start it.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 import uuid
@@ -20,10 +22,12 @@ from litestar.testing import TestClient
 
 from kenbun_analytics.app import create_app
 from kenbun_analytics.embedded import EmbeddedPostgres
+from kenbun_analytics.observability import JsonFormatter
 from kenbun_analytics.scheduler import Refresher, start_scheduler
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source import Source
 from kenbun_analytics.store import SnapshotStore
+from tests.conftest import admin
 from tests.world import World, backend_waiting_on_lock, until
 
 Client = TestClient[Litestar]
@@ -111,20 +115,20 @@ def test_outage_keeps_serving_and_the_first_refresh_after_it_succeeds(
     server: EmbeddedPostgres, world: World, unit: str, database: str
 ) -> None:
     """With PostgreSQL stopped, every request gets 200 from the last snapshot (cached or
-    not, credentials included); /healthz shows the error and a growing age; once the
-    server is back, the next refresh succeeds without a restart."""
+    not, credentials included); the admin /healthz shows the error and a growing age;
+    once the server is back, the next refresh succeeds without a restart."""
     headers = world.reader(unit)
     with TestClient(serving_app(database)) as client:
         until(lambda: ready(client), 20, "ready")
         before = campaigns(client, headers)
         assert {row["name"] for row in before} == {"spring", "autumn"}
         server.stop()
-        until(lambda: client.get("/healthz").json()["last_refresh_error"], 10, "error in /healthz")
+        until(lambda: admin(client).get("/healthz").json()["last_refresh_error"], 10, "the error")
         ages = []
         for day in range(1, 29):  # uncached windows: computed from the last snapshot
             assert campaigns(client, headers) == before
             assert campaigns(client, headers, f"2020-02-{day:02d}") == before
-            health = client.get("/healthz").json()
+            health = admin(client).get("/healthz").json()
             assert "failed" in health["last_refresh_error"]
             ages.append(health["org_units"][0]["snapshot_age_seconds"])
             time.sleep(0.05)
@@ -143,7 +147,45 @@ def test_outage_keeps_serving_and_the_first_refresh_after_it_succeeds(
             15,
             "the first refresh after the outage",
         )
-        assert client.get("/healthz").json()["last_refresh_error"] is None
+        assert admin(client).get("/healthz").json()["last_refresh_error"] is None
+
+
+def test_answers_on_a_stale_credential_are_logged_and_counted(
+    server: EmbeddedPostgres,
+    world: World,
+    unit: str,
+    database: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With PostgreSQL stopped, a credential looked up before keeps reading for
+    KENBUN_AUTH_STALE_SECONDS, though it may have been revoked meanwhile: each such
+    answer is one JSON warning line naming the credential's id (never its secret) and
+    one count of kenbun_auth_stale_answers_total. A credential never seen gets a 503."""
+    headers = world.reader(unit)
+    token = headers["Authorization"].split()[1]
+    [token_id] = [key for key, value in world.tokens.items() if value == token]
+    app = serving_app(database, refresh_seconds=3600, auth_cache_seconds=0)
+    with TestClient(app) as client:
+        until(lambda: ready(client), 20, "ready")
+        before = campaigns(client, headers)
+        server.stop()
+        with caplog.at_level(logging.INFO, logger="kenbun_analytics.auth"):
+            for _ in range(3):
+                assert campaigns(client, headers) == before
+        never_seen = {"Authorization": "Bearer never-seen-token"}
+        assert client.get("/analytics/campaigns", headers=never_seen).status_code == 503
+        metrics = admin(client).get("/metrics").text
+    assert "\nkenbun_auth_stale_answers_total 3.0\n" in metrics
+    formatter = JsonFormatter()
+    lines = [formatter.format(r) for r in caplog.records if r.name == "kenbun_analytics.auth"]
+    assert len(lines) == 3
+    for line in lines:
+        entry = json.loads(line)
+        assert entry["level"] == "warning"
+        assert entry["credential_id"] == token_id
+        assert entry["credential_kind"] == "user"
+        assert entry["lookup_age_seconds"] >= 0
+        assert token not in line
 
 
 def test_a_backend_terminated_mid_refresh(world: World, unit: str, database: str) -> None:
@@ -167,7 +209,8 @@ def test_a_backend_terminated_mid_refresh(world: World, unit: str, database: str
         thread.join(10)
         assert results == [False]
         assert (
-            "terminating connection" in client.get("/healthz").json()["org_units"][0]["last_error"]
+            "terminating connection"
+            in admin(client).get("/healthz").json()["org_units"][0]["last_error"]
         )
         assert campaigns(client, headers) == before
         world.event(unit, campaign="winter")
@@ -211,8 +254,13 @@ def test_a_service_started_while_the_database_is_down(
         response = client.get("/readyz")
         assert response.status_code == 503
         detail = response.json()["detail"]
-        assert detail.startswith("not ready: migrate failed: ")  # the reason, no SQL
-        assert "SELECT" not in detail
+        assert detail == (  # the reason, without the database's address or error text
+            "not ready: the snapshot refresh failed and is retried "
+            "(PostgreSQL unreachable or failing)"
+        )
+        error = admin(client).get("/healthz").json()["last_refresh_error"]
+        assert error.startswith("migrate failed: ")  # the operator's listener says which
+        assert "SELECT" not in error
         # Backoff: 0.5 s, 1 s, 2 s, ... so the attempts slow down instead of hammering.
         attempts_at_3 = status.failures["*"]
         time.sleep(2.0)
@@ -244,10 +292,11 @@ def test_a_hung_refresh_is_abandoned_after_the_timeout(
             assert refresher.refresh(wait=True) is False
             took = time.monotonic() - started
         assert 0.9 <= took < 5
-        assert "statement timeout" in client.get("/healthz").json()["org_units"][0]["last_error"]
+        health = admin(client).get("/healthz").json()
+        assert "statement timeout" in health["org_units"][0]["last_error"]
         assert campaigns(client, headers) == before
         assert refresher.refresh(wait=True)
-        assert client.get("/healthz").json()["org_units"][0]["last_error"] is None
+        assert admin(client).get("/healthz").json()["org_units"][0]["last_error"] is None
 
 
 def test_the_scheduler_keeps_firing_after_failures(database: str) -> None:

@@ -15,7 +15,7 @@ from kenbun_analytics.errors import RateLimited
 from kenbun_analytics.layout import resident_bytes
 from kenbun_analytics.observability import JsonFormatter, redact
 from kenbun_analytics.ratelimit import RateLimiter
-from tests.conftest import make_app, refresh
+from tests.conftest import admin, make_app, refresh
 from tests.world import World
 
 Client = TestClient[Litestar]
@@ -34,9 +34,10 @@ def headers(world: World, unit: str) -> dict[str, str]:
 
 
 def samples(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = client.get("/metrics")
+    """The metrics, as the admin listener serves them."""
+    response = admin(client).get("/metrics")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     found = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
@@ -82,6 +83,10 @@ def test_metrics_count_requests_refreshes_snapshots_and_the_cache(
     assert found["kenbun_result_cache_hits_total", ()] == 2
     assert found["kenbun_result_cache_misses_total", ()] == 2
     assert found["kenbun_result_cache_bytes", ()] > 0
+    assert found["kenbun_auth_stale_answers_total", ()] == 0
+    # The scrape itself is counted apart from the public routes.
+    scrape = (("method", "GET"), ("route", "admin:/metrics"), ("status", "200"))
+    assert samples(client)["kenbun_http_requests_total", scrape] == 1
 
 
 def test_failed_refreshes_are_counted_per_org_unit(world: World, unit: str, client: Client) -> None:

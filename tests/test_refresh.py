@@ -30,7 +30,7 @@ from kenbun_analytics.priority import LOAD_NICENESS, lower_server_process
 from kenbun_analytics.scheduler import Refresher
 from kenbun_analytics.source import Source
 from kenbun_analytics.store import SnapshotStore
-from tests.conftest import refresh
+from tests.conftest import admin, refresh
 from tests.world import World, backend_waiting_on_lock, until
 
 Client = TestClient[Litestar]
@@ -175,14 +175,14 @@ def test_a_failing_refresh_keeps_the_last_good_snapshot(
     refresher.request_full()
     assert refresher.refresh(wait=True) is False
     assert totals(client, headers) == {"a": (1, 0)}
-    health = client.get("/healthz").json()
+    health = admin(client).get("/healthz").json()
     assert health["org_units"][0]["last_error"] or health["last_refresh_error"]
-    assert "SELECT" not in client.get("/healthz").text
+    assert "SELECT" not in admin(client).get("/healthz").text
     world.sql("ALTER TABLE events_away RENAME TO events")
     world.event(unit, campaign="b")
     refresh(client)
     assert totals(client, headers) == {"a": (1, 0), "b": (1, 0)}
-    assert client.get("/healthz").json()["last_refresh_error"] is None
+    assert admin(client).get("/healthz").json()["last_refresh_error"] is None
 
 
 def test_readiness_waits_for_the_first_snapshot(world: World, unit: str, client: Client) -> None:
@@ -194,7 +194,7 @@ def test_readiness_waits_for_the_first_snapshot(world: World, unit: str, client:
     assert response.json()["status"] == 503
     refresh(client)
     assert client.get("/readyz").status_code == 200
-    health = client.get("/healthz").json()
+    health = admin(client).get("/healthz").json()
     assert [u["org_unit_id"] for u in health["org_units"]] == [unit]
     assert health["org_units"][0]["snapshot_age_seconds"] >= 0
 

@@ -71,7 +71,8 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     outcome = schemathesis(server.base, tmp_path / "report.json", *arguments)
     assert outcome["returncode"] == 0, outcome["output"]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["operations"]["tested"] == report["operations"]["total"] >= 7
+    # campaigns, leads, org units (2), /healthz and /readyz; /metrics is on the admin listener
+    assert report["operations"]["tested"] == report["operations"]["total"] >= 6
     assert report["test_cases"]["generated"] >= 100
     assert report["test_cases"]["with_failures"] == 0
     assert report["failures"] == []

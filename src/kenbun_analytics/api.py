@@ -22,7 +22,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Response as LitestarResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 from msgspec import DecodeError, ValidationError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from kenbun_analytics import queries
 from kenbun_analytics.auth import (
@@ -62,6 +62,7 @@ from kenbun_analytics.schemas import (
     OrgUnitHealth,
     OrgUnitsResponse,
     ReadyResponse,
+    StatusResponse,
     active_org_unit_decoder,
     json_encoder,
 )
@@ -84,6 +85,22 @@ class Services:
     refresh_status: Any
     """A :class:`kenbun_analytics.scheduler.RefreshStatus` (read only)."""
     metrics: Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Operations:
+    """What the health, readiness and metrics handlers read, in ``app.state.operations``
+    of both the public app and the admin app: built before the lifespan, so the admin
+    listener answers while the public app starts and stops."""
+
+    store: SnapshotStore
+    refresh_status: Any
+    """A :class:`kenbun_analytics.scheduler.RefreshStatus` (read only)."""
+    metrics: Metrics
+
+
+def _operations(request: Request[Any, Any, Any]) -> Operations:
+    return cast(Operations, request.app.state.operations)
 
 
 def _services(request: Request[Any, Any, Any]) -> Services:
@@ -429,15 +446,23 @@ async def choose_org_unit(request: Request[Any, Any, Any]) -> Response[None]:
 # ------------------------------------------------------------------ health --
 
 
-@get("/healthz", summary="Liveness and snapshot ages", tags=["operations"])
-async def healthz(request: Request[Any, Any, Any]) -> HealthResponse:
-    services = _services(request)
-    status = services.refresh_status
+@get("/healthz", summary="Liveness", tags=["operations"])
+async def healthz() -> StatusResponse:
+    """Public: alive or not, nothing about org units or the database (the details are
+    on the admin listener)."""
+    return StatusResponse(status="ok")
+
+
+@get("/healthz", include_in_schema=False, sync_to_thread=False)
+def health_details(request: Request[Any, Any, Any]) -> HealthResponse:
+    """Admin listener: each org unit's snapshot time, age, size and last refresh error."""
+    operations = _operations(request)
+    status = operations.refresh_status
     now = datetime.now(UTC)
-    known = status.org_unit_ids or sorted(services.store.all())
+    known = status.org_unit_ids or sorted(operations.store.all())
     org_units = []
     for unit in known:
-        snapshot = services.store.find(unit)
+        snapshot = operations.store.find(unit)
         org_units.append(
             OrgUnitHealth(
                 org_unit_id=unit,
@@ -459,34 +484,43 @@ async def healthz(request: Request[Any, Any, Any]) -> HealthResponse:
 
 @get("/readyz", summary="Ready once every org unit has a snapshot", tags=["operations"])
 async def readyz(request: Request[Any, Any, Any]) -> Response[ReadyResponse]:
-    services = _services(request)
-    status = services.refresh_status
+    """Public and admin: the reason names no org unit, host or error text (the admin
+    listener's /healthz has those)."""
+    operations = _operations(request)
+    status = operations.refresh_status
     if status.org_unit_ids is None:
-        reason = status.errors.get("*") or "the first snapshot refresh has not finished"
+        reason = (
+            "the snapshot refresh failed and is retried (PostgreSQL unreachable or failing)"
+            if status.errors.get("*")
+            else "the first snapshot refresh has not finished"
+        )
         body = ReadyResponse(ready=False, detail=f"not ready: {reason}")
         return Response(body, status_code=503)
-    missing = [unit for unit in status.org_unit_ids if services.store.find(unit) is None]
+    missing = [unit for unit in status.org_unit_ids if operations.store.find(unit) is None]
     if missing:
         body = ReadyResponse(ready=False, detail=f"not ready: {len(missing)} org units loading")
         return Response(body, status_code=503)
     return Response(ReadyResponse(ready=True, detail="ready"))
 
 
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The Prometheus text format, as Prometheus asks for it; the body is generated in it."""
+
+
 @get(
     "/metrics",
-    summary="Prometheus metrics",
-    description="Requests, latency, snapshot refreshes, rows and ages, and the result cache, "
-    "in the Prometheus text format.",
-    tags=["operations"],
-    media_type=CONTENT_TYPE_LATEST,
+    include_in_schema=False,
+    # Litestar adds "; charset=utf-8" to a text/ media type, completing METRICS_CONTENT_TYPE.
+    media_type=METRICS_CONTENT_TYPE.removesuffix("; charset=utf-8"),
     sync_to_thread=False,
 )
 def metrics(request: Request[Any, Any, Any]) -> bytes:
-    return generate_latest(_services(request).metrics.registry)
+    """Admin listener: requests, latency, snapshot refreshes, rows and ages, the
+    result cache and stale credential answers, in the Prometheus text format."""
+    return generate_latest(_operations(request).metrics.registry)
 
 
 ROUTES = [
-    metrics,
     list_campaigns,
     list_campaign_leads,
     list_campaign_leads_with_slashes,
@@ -495,6 +529,10 @@ ROUTES = [
     healthz,
     readyz,
 ]
+"""The public app's routes."""
+
+ADMIN_ROUTES = [health_details, metrics, readyz]
+"""The admin listener's routes: no credentials, so never on the public address."""
 
 
 # ------------------------------------------------------------------ errors --

@@ -1,6 +1,9 @@
 """The composition root: ``create_app`` wires settings, source, store, scheduler and API.
 
-The lifespan opens every resource and closes it in ``finally``.
+The lifespan opens every resource and closes it in ``finally``. Beside the
+public app, ``create_app`` builds the admin app (``app.state.admin``): detailed
+health and the Prometheus metrics, which ``serve`` runs on a listener of its own
+(``--admin-host``/``--admin-port``), never on the public address.
 """
 
 from __future__ import annotations
@@ -11,12 +14,19 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 from litestar import Litestar, MediaType, Router, get
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
-from kenbun_analytics.api import EXCEPTION_HANDLERS, ROUTES, Services
+from kenbun_analytics.api import (
+    ADMIN_ROUTES,
+    EXCEPTION_HANDLERS,
+    ROUTES,
+    Operations,
+    Services,
+)
 from kenbun_analytics.auth import Authenticator
 from kenbun_analytics.cache import ResultCache
 from kenbun_analytics.errors import SettingsError
@@ -67,6 +77,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
     cache = ResultCache(settings.result_cache_bytes)
     status = RefreshStatus()
     metrics = Metrics(store, cache, status)
+    operations = Operations(store=store, refresh_status=status, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -97,6 +108,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
                 auth_source,
                 cache_seconds=settings.auth_cache_seconds,
                 stale_seconds=settings.auth_stale_seconds,
+                on_stale=metrics.stale_auth.inc,
             ),
             cache=cache,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
@@ -139,10 +151,30 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
         ),
         debug=False,
         logging_config=None,  # the process's logging is ours: JSON lines, see observability
+        state=State({"operations": operations}),
     )
     # Outermost, around Litestar's own exception handling, the way Litestar's
     # OpenTelemetry plugin wraps it: every answer, 404s and 413s too, is observed.
     # Inside the guard's limits: repeated cached aggregates skip the routing.
     handler = serve_cached_hits(app.asgi_handler, lambda: getattr(app.state, "services", None))
     app.asgi_handler = observe(guard(handler), metrics, access_log=settings.access_log)
+    app.state.admin = create_admin_app(operations, access_log=settings.access_log)
     return app
+
+
+def create_admin_app(operations: Operations, *, access_log: bool) -> Litestar:
+    """Detailed ``/healthz``, ``/metrics`` and ``/readyz``, without credentials: for
+    the admin listener only. It has no lifespan of its own; it reads what the
+    public app's refresher writes."""
+    admin = Litestar(
+        route_handlers=ADMIN_ROUTES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=None,
+        debug=False,
+        logging_config=None,
+        state=State({"operations": operations}),
+    )
+    admin.asgi_handler = observe(
+        admin.asgi_handler, operations.metrics, access_log=access_log, route_prefix="admin:"
+    )
+    return admin

@@ -5,6 +5,13 @@ answer (found or not) is reused for ``cache_seconds``, never past the token's
 own expiry: revocation, disabling and membership removal reach requests
 within that time plus one lookup, while a high-volume client costs one dict
 lookup per request. Secrets are compared only as digests, in constant time.
+
+Tokens and secrets may be issued outside kenbun-analytics, in formats we do
+not know, so any text is looked up, except text that cannot be a credential:
+control characters, invalid UTF-8, an empty part, more than
+:data:`MAX_CREDENTIAL_BYTES`, or our own prefix with a wrong checksum. Those get
+a 401 without a database lookup. Valid lookups and failed ones are cached
+apart, so a flood of made-up credentials cannot evict the real ones.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 import threading
 import time
@@ -22,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from kenbun_analytics import source as db
 from kenbun_analytics.errors import Forbidden, NoActiveOrgUnit, SourceError, Unauthenticated
@@ -36,6 +45,15 @@ TOKEN_PREFIX = "kbn_pat_"  # noqa: S105 - a prefix, not a secret
 SECRET_PREFIX = "kbn_sas_"  # noqa: S105 - a prefix, not a secret
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _CACHE_ENTRIES = 10_000
+"""Credentials whose last lookup found them valid."""
+_REFUSED_CACHE_ENTRIES = 1_000
+"""Credentials whose last lookup found nothing: a client retrying a revoked or
+mistyped credential costs a dict lookup, and unknown ones evict only each other."""
+MAX_CREDENTIAL_BYTES = 512
+"""A token, a client_id or a client secret longer than this (in UTF-8) is not one."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,18 +120,35 @@ def _header_text(header: str) -> str:
     try:
         return header.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
-        return header
+        raise Unauthenticated("credentials must be UTF-8 text") from None
+
+
+def _plausible(part: str, *, secret: bool = True) -> bool:
+    """Whether ``part`` (a token or secret, or a client_id) can be a stored credential."""
+    if not part or len(part.encode("utf-8", errors="surrogatepass")) > MAX_CREDENTIAL_BYTES:
+        return False
+    if _CONTROL.search(part):
+        return False
+    if secret and part.startswith((TOKEN_PREFIX, SECRET_PREFIX)):
+        return has_valid_checksum(part)  # ours: a typo or a forgery is told offline
+    return True
 
 
 def _parse_authorization(header: str | None) -> _Credential:
+    """The credential of an Authorization header; :class:`Unauthenticated`, without
+    any lookup, for one that is missing, malformed or cannot be valid."""
     if header is None or not header.strip():
         raise Unauthenticated("credentials are required")
     header = _header_text(header)
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:
+        if not _plausible(value):
+            raise Unauthenticated("invalid credentials")
         return _Credential("bearer", digest(value), "")
     if scheme.lower() == "basic" and value:
+        if len(value) > 4 * (2 * MAX_CREDENTIAL_BYTES + 3) // 3:
+            raise Unauthenticated("invalid credentials")
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -121,12 +156,22 @@ def _parse_authorization(header: str | None) -> _Credential:
         client_id, colon, secret = decoded.partition(":")
         if not colon or not client_id or not secret:
             raise Unauthenticated("malformed Basic credentials")
+        if not _plausible(client_id, secret=False) or not _plausible(secret):
+            raise Unauthenticated("invalid credentials")
         return _Credential("basic", digest(secret), client_id)
     raise Unauthenticated("unsupported or malformed Authorization header")
 
 
+_Key = tuple[str, bytes]
+"""(client_id, digest of the token or secret); client_id is empty for a token."""
+
+
 class Authenticator:
-    """Turns an Authorization header into a :class:`Principal`, with a short cache."""
+    """Turns an Authorization header into a :class:`Principal`, with short caches.
+
+    ``on_stale`` is called once for each answer given on a credential's last
+    lookup because PostgreSQL could not be asked (see :meth:`_last_known`).
+    """
 
     def __init__(
         self,
@@ -135,12 +180,17 @@ class Authenticator:
         cache_seconds: float,
         stale_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        on_stale: Callable[[], None] | None = None,
     ) -> None:
         self._source = source
         self._cache_seconds = cache_seconds
         self._stale_seconds = stale_seconds
         self._clock = clock
-        self._cache: OrderedDict[tuple[str, bytes], tuple[float, Principal | None]] = OrderedDict()
+        self._on_stale = on_stale
+        self._valid: OrderedDict[_Key, tuple[float, Principal]] = OrderedDict()
+        """Lookup time and principal of credentials found valid, least recent first."""
+        self._refused: OrderedDict[_Key, float] = OrderedDict()
+        """Lookup time of credentials found invalid, least recent first."""
         self._lock = threading.Lock()
 
     def cached(self, authorization: str | None) -> Principal | None:
@@ -149,23 +199,28 @@ class Authenticator:
         Raises :class:`Unauthenticated` for a malformed header or a cached miss.
         """
         credential = _parse_authorization(authorization)
-        key = (credential.client_id, credential.key)
+        return self._cached((credential.client_id, credential.key))
+
+    def _cached(self, key: _Key) -> Principal | None:
+        now = self._clock()
         with self._lock:
-            entry = self._cache.get(key)
-        if entry is None or self._clock() - entry[0] > self._cache_seconds:
-            return None
-        principal = entry[1]
-        if principal is None or _expired(principal):
+            entry = self._valid.get(key)
+            refused_at = self._refused.get(key) if entry is None else None
+        if entry is not None and now - entry[0] <= self._cache_seconds:
+            if _expired(entry[1]):
+                raise Unauthenticated("invalid credentials")
+            return entry[1]
+        if refused_at is not None and now - refused_at <= self._cache_seconds:
             raise Unauthenticated("invalid credentials")
-        return principal
+        return None
 
     def authenticate(self, authorization: str | None) -> Principal:
         """Look the credential up (blocking I/O on a miss). Raises Unauthenticated."""
-        principal = self.cached(authorization)
-        if principal is not None:
-            return principal
         credential = _parse_authorization(authorization)
         key = (credential.client_id, credential.key)
+        principal = self._cached(key)
+        if principal is not None:
+            return principal
         fetched_at = self._clock()
         try:
             if credential.kind == "bearer":
@@ -174,26 +229,47 @@ class Authenticator:
                 principal = self._service_account(credential)
         except SourceError as error:
             return self._last_known(key, fetched_at, error)
+        valid = principal is not None and not _expired(principal)
         with self._lock:
-            self._cache[key] = (fetched_at, principal)
-            self._cache.move_to_end(key)
-            while len(self._cache) > _CACHE_ENTRIES:
-                self._cache.popitem(last=False)
-        if principal is None or _expired(principal):
+            if principal is not None and valid:
+                self._refused.pop(key, None)
+                _remember(self._valid, key, (fetched_at, principal), _CACHE_ENTRIES)
+            else:
+                self._valid.pop(key, None)
+                _remember(self._refused, key, fetched_at, _REFUSED_CACHE_ENTRIES)
+        if principal is None or not valid:
             raise Unauthenticated("invalid credentials")
         return principal
 
-    def _last_known(self, key: tuple[str, bytes], now: float, error: SourceError) -> Principal:
+    def _last_known(self, key: _Key, now: float, error: SourceError) -> Principal:
         """While PostgreSQL is unreachable: the answer of the last lookup, if recent
-        enough; ``error`` otherwise."""
+        enough; ``error`` otherwise. Each answer let in this way is logged and counted:
+        the credential may have been revoked since."""
         with self._lock:
-            entry = self._cache.get(key)
-        if entry is None or now - entry[0] > self._stale_seconds:
-            raise error
-        principal = entry[1]
-        if principal is None or _expired(principal):
+            entry = self._valid.get(key)
+            refused_at = self._refused.get(key)
+        if entry is not None and now - entry[0] <= self._stale_seconds:
+            fetched_at, principal = entry
+            if _expired(principal):
+                raise Unauthenticated("invalid credentials")
+            logger.warning(
+                "credential let in on its last lookup, %.0f s old: the credential store "
+                "is unreachable",
+                now - fetched_at,
+                extra={
+                    "fields": {
+                        "credential_kind": principal.kind,
+                        "credential_id": principal.credential_id,
+                        "lookup_age_seconds": round(now - fetched_at, 3),
+                    }
+                },
+            )
+            if self._on_stale is not None:
+                self._on_stale()
+            return principal
+        if refused_at is not None and now - refused_at <= self._stale_seconds:
             raise Unauthenticated("invalid credentials")
-        return principal
+        raise error
 
     def _user(self, credential: _Credential) -> Principal | None:
         row = db.token_principal(self._source, credential.key)
@@ -228,6 +304,13 @@ class Authenticator:
             home_org_unit_id=row["org_unit_id"],
             expires_at=None,
         )
+
+
+def _remember(cache: OrderedDict[_Key, Any], key: _Key, value: Any, entries: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > entries:
+        cache.popitem(last=False)
 
 
 def _expired(principal: Principal) -> bool:

@@ -44,6 +44,24 @@ def _add_server(parser: argparse.ArgumentParser, settings: Settings) -> None:
         help=_env("KENBUN_PORT", f"port to bind (default {settings.port})"),
     )
     parser.add_argument(
+        "--admin-host",
+        default=settings.admin_host,
+        help=_env(
+            "KENBUN_ADMIN_HOST",
+            "address the admin listener binds: detailed /healthz, /metrics and /readyz, "
+            f"without credentials; keep it off the public network (default {settings.admin_host})",
+        ),
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        default=settings.admin_port,
+        help=_env(
+            "KENBUN_ADMIN_PORT",
+            f"port of the admin listener; 0 turns it off (default {settings.admin_port})",
+        ),
+    )
+    parser.add_argument(
         "--refresh-seconds",
         type=float,
         default=settings.refresh_seconds,
@@ -245,6 +263,8 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str], database_url
         database_url=database_url,
         host=args.host,
         port=args.port,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
         refresh_seconds=args.refresh_seconds,
         full_refresh_seconds=args.full_refresh_seconds,
         refresh_timeout_seconds=args.refresh_timeout_seconds,
@@ -273,7 +293,16 @@ def _graceful_server_class() -> Any:
 
 
 def serve(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM; uvicorn lets requests in flight finish."""
+    """Serve until SIGINT or SIGTERM; uvicorn lets requests in flight finish.
+
+    With an admin port, a second uvicorn server on the same event loop serves the
+    admin app (:func:`kenbun_analytics.app.create_admin_app`) on
+    ``admin_host:admin_port``. Its socket is bound before anything starts, so a
+    port in use stops the process at once. It keeps answering while the API
+    drains after a signal, and stops after the API has.
+    """
+    import asyncio
+
     import uvicorn
 
     from kenbun_analytics.app import create_app
@@ -281,15 +310,63 @@ def serve(settings: Settings) -> None:
 
     _GracefulServer = _graceful_server_class()  # noqa: N806 - a class
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=30,
         **uvicorn_options(),
     )
-    _GracefulServer(config).run()
+    server = _GracefulServer(config)
+    if not settings.admin_port:
+        server.run()
+        return
+    admin_config = uvicorn.Config(
+        app.state.admin,
+        host=settings.admin_host,
+        port=settings.admin_port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        **{**uvicorn_options(), "lifespan": "off"},
+    )
+    try:
+        admin_socket = admin_config.bind_socket()
+    except SystemExit:  # uvicorn has logged why; exit with its start-up failure code
+        logger.error(  # noqa: TRY400 - one line, the reason is uvicorn's line before
+            "the admin listener cannot bind %s:%d: set --admin-host and --admin-port "
+            "(KENBUN_ADMIN_HOST, KENBUN_ADMIN_PORT; port 0 turns it off)",
+            settings.admin_host,
+            settings.admin_port,
+        )
+        raise
+    admin_server = _admin_server_class()(admin_config)
+
+    async def both() -> None:
+        admin_task = asyncio.create_task(admin_server.serve(sockets=[admin_socket]))
+        try:
+            await server.serve()
+        finally:
+            admin_server.should_exit = True
+            await admin_task
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(both())
+
+
+def _admin_server_class() -> Any:
+    import uvicorn
+
+    class AdminServer(uvicorn.Server):
+        """A uvicorn server that leaves the signals to the API's server, which
+        stops it once the API has shut down."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return AdminServer
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

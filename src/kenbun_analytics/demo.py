@@ -55,11 +55,17 @@ def run_demo(
         finally:
             source.close()
         base = f"http://{args.host}:{args.port}"
+        operations = (
+            f"http://{args.admin_host}:{args.admin_port}/healthz and /metrics"
+            if args.admin_port
+            else "off (--admin-port 0)"
+        )
         print(
             f"""
 kenbun-analytics demo
   database        {url}  (data in {data_dir})
   API             {base}   OpenAPI: {base}/schema
+  admin           {operations}
   token           {token.secret}
   service account {account.client_id}:{account.secret}
 

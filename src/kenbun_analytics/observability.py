@@ -1,10 +1,12 @@
-"""Request ids, JSON logs and Prometheus metrics.
+"""Request ids, security headers, JSON logs and Prometheus metrics.
 
 :func:`observe` wraps the whole ASGI app, outside Litestar's exception
 handling, so every answer (404s, 413s and 429s included) gets an
-``X-Request-Id`` header, one JSON access-log line and its place in the request
-metrics. Snapshot and cache metrics are read when ``/metrics`` is scraped, so
-the hot path only counts and times the request itself.
+``X-Request-Id`` header, the security headers of
+:mod:`kenbun_analytics.headers`, one JSON access-log line and its place in the
+request metrics. Snapshot and cache metrics are read when ``/metrics`` (on the
+admin listener) is scraped, so the hot path only counts and times the request
+itself.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from kenbun_analytics.cache import ResultCache
+from kenbun_analytics.headers import SECURITY_HEADERS
 from kenbun_analytics.layout import resident_bytes
+from kenbun_analytics.schemas import ErrorBody, json_encoder
 from kenbun_analytics.store import SnapshotStore
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -38,6 +42,7 @@ _CREDENTIAL = re.compile(
 )
 
 access_logger = logging.getLogger("kenbun_analytics.access")
+logger = logging.getLogger(__name__)
 
 
 def redact(text: str) -> str:
@@ -171,19 +176,25 @@ class Metrics:
             buckets=_REFRESH_BUCKETS,
             registry=self.registry,
         )
+        self.stale_auth = Counter(
+            "kenbun_auth_stale_answers",
+            "Requests let in on a credential's last successful lookup, older than the "
+            "auth cache, because PostgreSQL could not be asked (KENBUN_AUTH_STALE_SECONDS).",
+            registry=self.registry,
+        )
         self.registry.register(_SnapshotCollector(store, cache, status))
 
     def refreshed(self, outcome: str, seconds: float) -> None:
         self.refreshes.labels(outcome).observe(seconds)
 
 
-def _route(scope: dict[str, Any]) -> str:
+def _route(scope: dict[str, Any], prefix: str) -> str:
     template = scope.get("path_template")
     if not template:
-        return "unmatched"
+        return prefix + "unmatched"
     if template.startswith("/analytics/campaigns/{"):
         return "/analytics/campaigns/{campaign_name}/leads"
-    return str(template)
+    return prefix + str(template)
 
 
 def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -193,8 +204,15 @@ def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return secrets.token_hex(8)
 
 
-def observe(app: Any, metrics: Metrics, *, access_log: bool) -> Any:
-    """Wrap an ASGI app: request id, access log line and request metrics."""
+_CRASHED = json_encoder.encode(
+    ErrorBody(status=500, detail="internal error; retry later or contact support")
+)
+
+
+def observe(app: Any, metrics: Metrics, *, access_log: bool, route_prefix: str = "") -> Any:
+    """Wrap an ASGI app: request id, security headers, access log line and request
+    metrics. ``route_prefix`` starts the route label of each request (the admin
+    listener's are ``admin:/healthz``, ``admin:/metrics``...)."""
 
     async def observed(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -204,22 +222,45 @@ def observe(app: Any, metrics: Metrics, *, access_log: bool) -> Any:
         rid = _incoming_request_id(scope.get("headers", []))
         token = request_id.set(rid)
         status = 500
+        started_response = False
 
         async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [
                     *message.get("headers", []),
+                    *SECURITY_HEADERS,
                     (b"x-request-id", rid.encode("ascii")),
                 ]
             await send(message)
 
         try:
             await app(scope, receive, send_with_id)
+        except Exception as error:
+            if started_response:
+                raise  # the server closes the connection mid-answer
+            # A fault outside Litestar's exception handling (the guard, the cached
+            # hits): the usual JSON error, with every header, not the server's text.
+            logger.error(  # noqa: TRY400 - one line, no traceback
+                "unexpected %s before answering a request", type(error).__name__
+            )
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(_CRASHED)).encode()),
+                    ],
+                }
+            )
+            await send_with_id({"type": "http.response.body", "body": _CRASHED})
         finally:
             seconds = time.perf_counter() - started
-            route, method, code = _route(scope), scope.get("method", ""), str(status)
+            route, method = _route(scope, route_prefix), scope.get("method", "")
+            code = str(status)
             metrics.requests.labels(route, method, code).inc()
             metrics.latency.labels(route, method, code).observe(seconds)
             if access_log:

@@ -134,3 +134,7 @@ class ReadyResponse(Body, frozen=True, kw_only=True):
 
 json_encoder = msgspec.json.Encoder(decimal_format="number")
 active_org_unit_decoder = msgspec.json.Decoder(ActiveOrgUnitRequest)
+
+
+class StatusResponse(Body, frozen=True, kw_only=True):
+    status: str

@@ -26,6 +26,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kenbun_analytics.guard import MAX_HEAD_BYTES
+from kenbun_analytics.headers import SECURITY_HEAD_LINES
 from kenbun_analytics.schemas import ErrorBody, json_encoder
 
 _TOO_LARGE = json_encoder.encode(
@@ -159,10 +160,35 @@ class BoundedHead(HttpToolsProtocol):
             self.transport.write(
                 b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
                 b"content-type: application/json\r\n"
-                b"content-length: " + str(len(_TOO_LARGE)).encode() + b"\r\n"
-                b"connection: close\r\n\r\n" + _TOO_LARGE
+                b"content-length: "
+                + str(len(_TOO_LARGE)).encode()
+                + b"\r\n"
+                + SECURITY_HEAD_LINES
+                + b"connection: close\r\n\r\n"
+                + _TOO_LARGE
             )
             self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser cannot read (a garbage request line, an unknown
+        method): the JSON error and the security headers every answer carries,
+        where uvicorn sends plain text."""
+        body = json_encoder.encode(ErrorBody(status=400, detail=msg))
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        self.transport.write(
+            b"".join(head)
+            + b"content-type: application/json\r\n"
+            + b"content-length: "
+            + str(len(body)).encode()
+            + b"\r\n"
+            + SECURITY_HEAD_LINES
+            + b"connection: close\r\n\r\n"
+            + body
+        )
+        self.transport.close()
 
 
 def uvicorn_options() -> dict[str, Any]:

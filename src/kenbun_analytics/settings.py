@@ -25,6 +25,15 @@ class Settings:
     port: int = 8000
     """``KENBUN_PORT``: port the HTTP server binds."""
 
+    admin_host: str = "127.0.0.1"
+    """``KENBUN_ADMIN_HOST``: address the admin listener binds (detailed
+    ``/healthz``, ``/metrics``, ``/readyz``). Loopback by default: its answers name
+    every org unit and the database's errors, so it is for the operator's network
+    only, never the public one."""
+
+    admin_port: int = 8001
+    """``KENBUN_ADMIN_PORT``: port of the admin listener; 0 turns it off."""
+
     refresh_seconds: float = 30.0
     """``KENBUN_REFRESH_SECONDS``: interval between snapshot refreshes."""
 
@@ -59,10 +68,12 @@ class Settings:
     """``KENBUN_SECURE_COOKIES``: mark the active-org-unit cookie ``Secure``
     (set it when the service is reached over HTTPS)."""
 
-    auth_stale_seconds: float = 900.0
+    auth_stale_seconds: float = 60.0
     """``KENBUN_AUTH_STALE_SECONDS``: while PostgreSQL is unreachable, a credential
     that was valid at its last lookup keeps working for this long (never past its
-    expiry), so an outage does not lock readers out of the last good snapshot."""
+    expiry), so a short outage does not lock readers out of the last good snapshot.
+    A credential revoked meanwhile works as long: each such answer is logged and
+    counted (``kenbun_auth_stale_answers_total``); 0 turns it off."""
 
     rate_limit_per_second: float = 0.0
     """``KENBUN_RATE_LIMIT_PER_SECOND``: requests per second each credential may
@@ -122,6 +133,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         database_url=environ.get("KENBUN_DATABASE_URL") or None,
         host=environ.get("KENBUN_HOST", defaults.host),
         port=int(_number(environ, "KENBUN_PORT", defaults.port, minimum=0)),
+        admin_host=environ.get("KENBUN_ADMIN_HOST", defaults.admin_host),
+        admin_port=int(_number(environ, "KENBUN_ADMIN_PORT", defaults.admin_port, minimum=0)),
         refresh_seconds=_number(
             environ, "KENBUN_REFRESH_SECONDS", defaults.refresh_seconds, minimum=0.1
         ),
