@@ -12,7 +12,7 @@ from importlib import resources
 
 from litestar import Litestar, MediaType, Router, get
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
@@ -128,7 +128,10 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             version="1.0.0",
             description="UTM campaign performance and lead drilldowns per organizational unit.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            # The JSON document alone, at /schema/openapi.json and /schema. No Swagger UI
+            # (or other page): it would load scripts from a public CDN into the origin
+            # whose sessionStorage holds the Campaigns page's token.
+            render_plugins=[JsonRenderPlugin()],
             components=Components(
                 security_schemes={
                     "personalAccessToken": SecurityScheme(type="http", scheme="bearer"),
