@@ -13,7 +13,7 @@ from importlib import resources
 from litestar import Litestar, MediaType, Router, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 
 from kenbun_analytics.api import EXCEPTION_HANDLERS, ROUTES, Services
@@ -23,6 +23,7 @@ from kenbun_analytics.errors import SettingsError
 from kenbun_analytics.guard import MAX_BODY_BYTES, guard
 from kenbun_analytics.hits import serve_cached_hits
 from kenbun_analytics.observability import Metrics, observe
+from kenbun_analytics.openapi import SECURITY_SCHEMES
 from kenbun_analytics.ratelimit import RateLimiter
 from kenbun_analytics.scheduler import Refresher, RefreshStatus, start_scheduler
 from kenbun_analytics.settings import Settings
@@ -132,13 +133,9 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             # (or other page): it would load scripts from a public CDN into the origin
             # whose sessionStorage holds the Campaigns page's token.
             render_plugins=[JsonRenderPlugin()],
-            components=Components(
-                security_schemes={
-                    "personalAccessToken": SecurityScheme(type="http", scheme="bearer"),
-                    "serviceAccount": SecurityScheme(type="http", scheme="basic"),
-                }
-            ),
-            security=[{"personalAccessToken": []}, {"serviceAccount": []}],
+            components=Components(security_schemes=dict(SECURITY_SCHEMES)),
+            # Each operation declares its own security: /healthz, /readyz and /metrics
+            # need no credentials.
         ),
         debug=False,
         logging_config=None,  # the process's logging is ours: JSON lines, see observability
