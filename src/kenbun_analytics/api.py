@@ -484,6 +484,11 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[ReadyResponse]:
     return Response(ReadyResponse(ready=True, detail="ready"))
 
 
+METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8")
+"""Litestar appends "; charset=utf-8" to a text/* media type itself: given
+CONTENT_TYPE_LATEST, the header would name the charset twice."""
+
+
 @get(
     "/metrics",
     summary="Prometheus metrics",
@@ -491,8 +496,8 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[ReadyResponse]:
     "in the Prometheus text format.",
     tags=["operations"],
     operation_id="getMetrics",
-    operation_class=documented(public=True),
-    media_type=CONTENT_TYPE_LATEST,
+    operation_class=documented(public=True, sent_media_type=CONTENT_TYPE_LATEST),
+    media_type=METRICS_MEDIA_TYPE,
     sync_to_thread=False,
 )
 def metrics(request: Request[Any, Any, Any]) -> bytes:

@@ -11,7 +11,8 @@ handler an ``operation_class`` that completes its operation once built:
   back to the document's default);
 - the request body of a handler that reads the raw body itself (Litestar only
   documents a ``data`` parameter, which would also parse the body for us);
-- a 204 without content (Litestar documents ``Response[None]`` as a JSON ``null``).
+- a 204 without content (Litestar documents ``Response[None]`` as a JSON ``null``);
+- the media type a text/* answer is sent with (Litestar adds "; charset=utf-8").
 
 The error examples are built from the errors the service raises, so they show
 its real messages.
@@ -367,11 +368,13 @@ def documented(
     request_body: RequestBody | None = None,
     no_content: tuple[int, ...] = (),
     public: bool = False,
+    sent_media_type: str | None = None,
 ) -> type[Operation]:
     """An ``operation_class`` completing the operation Litestar builds (see the module).
 
     ``public``: no credentials (``security: []``), hence none of the credential
-    errors' headers."""
+    errors' headers. ``sent_media_type``: the Content-Type the 200 really carries,
+    where Litestar adds a charset to the handler's media type."""
     all_headers = {**({} if public else ERROR_HEADERS), **(headers or {})}
 
     def complete(operation: Operation) -> None:
@@ -380,6 +383,9 @@ def documented(
                 continue
             if int(status) in no_content:
                 response.content = None
+            if status == "200" and sent_media_type is not None and response.content:
+                (media,) = response.content.values()
+                response.content = {sent_media_type: media}
             if (extra := all_headers.get(int(status))) is not None:
                 response.headers = {**(response.headers or {}), **extra}
             if response.headers == {}:
