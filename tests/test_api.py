@@ -170,7 +170,12 @@ def test_openapi_documents_both_endpoints(client: Client) -> None:
     """The OpenAPI document describes the endpoints, parameters, responses and errors."""
     document = client.get("/schema/openapi.json").json()
     campaigns = document["paths"]["/analytics/campaigns"]["get"]
-    assert {p["name"] for p in campaigns["parameters"]} == {"group_by", "start_date", "end_date"}
+    assert {p["name"] for p in campaigns["parameters"]} == {
+        "group_by",
+        "start_date",
+        "end_date",
+        "X-Org-Unit-Id",
+    }
     assert {"200", "400", "401", "403"} <= set(campaigns["responses"])
     leads = document["paths"]["/analytics/campaigns/{campaign_name}/leads"]["get"]
     assert {p["name"] for p in leads["parameters"]} == {
@@ -178,6 +183,7 @@ def test_openapi_documents_both_endpoints(client: Client) -> None:
         "group_by",
         "start_date",
         "end_date",
+        "X-Org-Unit-Id",
     }
     schemas = document["components"]["schemas"]
     row = next(v for k, v in schemas.items() if k.endswith("CampaignRow"))

@@ -14,11 +14,9 @@ from typing import Annotated, Any, cast
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.datastructures import Cookie, ResponseHeader
+from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
-from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import PathParameter
 from litestar.response import Response as LitestarResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 from msgspec import DecodeError, ValidationError
@@ -44,6 +42,25 @@ from kenbun_analytics.errors import (
     UnsupportedMediaType,
 )
 from kenbun_analytics.observability import Metrics
+from kenbun_analytics.openapi import (
+    ACTIVE_ORG_UNIT_BODY,
+    ANALYTICS_ERRORS,
+    ANALYTICS_HEADERS,
+    CAMPAIGN_NAME,
+    CAMPAIGN_NAME_ENCODING,
+    CHOOSE_ERRORS,
+    CREDENTIALS,
+    END_DATE,
+    GROUP_BY,
+    LEADS_ERRORS,
+    NOT_MODIFIED,
+    ORG_UNIT_HEADER,
+    ORG_UNITS_ERRORS,
+    READINESS_ERRORS,
+    SET_COOKIE,
+    START_DATE,
+    documented,
+)
 from kenbun_analytics.params import (
     campaign_name_from_raw_path,
     group_by_column,
@@ -127,12 +144,10 @@ def _no_repeated_parameters(request: Request[Any, Any, Any]) -> None:
     single_values({name: query.getall(name, []) for name in _PARAMETERS}, _PARAMETERS)
 
 
-async def _authorize(request: Request[Any, Any, Any]) -> str:
+async def _authorize(request: Request[Any, Any, Any], org_unit_header: str | None) -> str:
     principal = await _principal(request)
     return active_org_unit(
-        principal,
-        header=request.headers.get("x-org-unit-id"),
-        cookie=request.cookies.get(ACTIVE_OU_COOKIE),
+        principal, header=org_unit_header, cookie=request.cookies.get(ACTIVE_OU_COOKIE)
     )
 
 
@@ -260,47 +275,8 @@ async def _answer(
     return _cached_response(request, key, entry, snapshot)
 
 
-def _error_spec(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=ErrorBody, description=description)
-
-
-_ERRORS = {
-    400: _error_spec("A parameter is malformed; detail says which and the accepted forms."),
-    401: _error_spec("No, malformed or invalid credentials."),
-    403: _error_spec("No access to the active org unit, or none chosen."),
-    429: _error_spec("The credential's rate limit is spent; Retry-After says when to retry."),
-    503: _error_spec("The org unit's first snapshot is still loading."),
-}
-
-_HEADERS = [
-    ResponseHeader(
-        name="ETag",
-        description="Strong validator of the body; send it back as If-None-Match for a 304.",
-        documentation_only=True,
-    ),
-    ResponseHeader(
-        name="X-Snapshot-At",
-        description="When the snapshot this answer was computed from was taken (RFC 3339, UTC).",
-        documentation_only=True,
-    ),
-    ResponseHeader(name="Cache-Control", description="private, no-cache", documentation_only=True),
-]
-
-_GROUP_BY = QueryParameter(
-    description="campaign, source or medium: the UTM key to group on. "
-    "Any other value means campaign.",
-    examples=[Example(value="campaign")],
-)
-_START = QueryParameter(
-    description="Inclusive lower bound on event occurred_at: YYYY-MM-DD (UTC midnight) "
-    "or an RFC 3339 timestamp with an offset.",
-    examples=[Example(value="2026-03-01")],
-)
-_END = QueryParameter(
-    description="Inclusive upper bound on event occurred_at: YYYY-MM-DD (the whole UTC day) "
-    "or an RFC 3339 timestamp with an offset.",
-    examples=[Example(value="2026-03-31")],
-)
+OrgUnitHeader = Annotated[str | None, ORG_UNIT_HEADER]
+"""X-Org-Unit-Id: any text; :func:`kenbun_analytics.auth.active_org_unit` judges it."""
 
 
 @get(
@@ -309,17 +285,20 @@ _END = QueryParameter(
     description="One row per UTM value of the chosen key with counting events in the window, "
     "sorted by total_events descending, then name.",
     tags=["analytics"],
+    operation_id="listCampaigns",
+    security=CREDENTIALS,
     response_description="The grouping applied and one row per UTM value.",
-    responses=_ERRORS,
-    response_headers=_HEADERS,
+    responses={304: NOT_MODIFIED, **ANALYTICS_ERRORS},
+    operation_class=documented(headers=ANALYTICS_HEADERS),
 )
 async def list_campaigns(
     request: Request[Any, Any, Any],
-    group_by: Annotated[str | None, _GROUP_BY] = None,
-    start_date: Annotated[str | None, _START] = None,
-    end_date: Annotated[str | None, _END] = None,
+    group_by: Annotated[str | None, GROUP_BY] = None,
+    start_date: Annotated[str | None, START_DATE] = None,
+    end_date: Annotated[str | None, END_DATE] = None,
+    x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[CampaignsResponse]:
-    org_unit_id = await _authorize(request)
+    org_unit_id = await _authorize(request, x_org_unit_id)
     _no_repeated_parameters(request)
     column = group_by_column(group_by)
     start, end = parse_window(start_date, end_date)
@@ -334,8 +313,9 @@ async def _leads(
     group_by: str | None,
     start_date: str | None,
     end_date: str | None,
+    org_unit_header: str | None,
 ) -> Response[LeadsResponse]:
-    org_unit_id = await _authorize(request)
+    org_unit_id = await _authorize(request, org_unit_header)
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
     campaign_name = campaign_name_from_raw_path(raw_path)
     if campaign_name is None:
@@ -353,34 +333,40 @@ async def _leads(
     "/analytics/campaigns/{campaign_name:str}/leads",
     summary="Leads behind one UTM value",
     description="Up to 500 leads with counting events for the value, ordered by first touch, "
-    "most recent first. Percent-encode the value; %2F stands for a slash inside it.",
+    "most recent first." + CAMPAIGN_NAME_ENCODING,
     tags=["analytics"],
-    responses=_ERRORS,
-    response_headers=_HEADERS,
+    operation_id="listCampaignLeads",
+    security=CREDENTIALS,
+    response_description="The value and its leads.",
+    responses={304: NOT_MODIFIED, **LEADS_ERRORS},
+    operation_class=documented(headers=ANALYTICS_HEADERS),
 )
 async def list_campaign_leads(
     request: Request[Any, Any, Any],
-    campaign_name: Annotated[
-        str, PathParameter(description="The exact UTM value, percent-encoded.")
-    ],
-    group_by: Annotated[str | None, _GROUP_BY] = None,
-    start_date: Annotated[str | None, _START] = None,
-    end_date: Annotated[str | None, _END] = None,
+    *,
+    campaign_name: Annotated[str, CAMPAIGN_NAME],
+    group_by: Annotated[str | None, GROUP_BY] = None,
+    start_date: Annotated[str | None, START_DATE] = None,
+    end_date: Annotated[str | None, END_DATE] = None,
+    x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[LeadsResponse]:
-    return await _leads(request, group_by, start_date, end_date)
+    del campaign_name  # read from the raw path, decoded once (see _leads)
+    return await _leads(request, group_by, start_date, end_date, x_org_unit_id)
 
 
 # ASGI servers decode %2F before routing, so a value holding "/" arrives here.
 @get("/analytics/campaigns/{rest:path}", include_in_schema=False)
 async def list_campaign_leads_with_slashes(
     request: Request[Any, Any, Any],
+    *,
     rest: Annotated[str, PathParameter()],
-    group_by: Annotated[str | None, _GROUP_BY] = None,
-    start_date: Annotated[str | None, _START] = None,
-    end_date: Annotated[str | None, _END] = None,
+    group_by: Annotated[str | None, GROUP_BY] = None,
+    start_date: Annotated[str | None, START_DATE] = None,
+    end_date: Annotated[str | None, END_DATE] = None,
+    x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[LeadsResponse]:
     del rest  # the raw path is authoritative
-    return await _leads(request, group_by, start_date, end_date)
+    return await _leads(request, group_by, start_date, end_date, x_org_unit_id)
 
 
 # --------------------------------------------------------------- org units --
@@ -389,16 +375,23 @@ async def list_campaign_leads_with_slashes(
 @get(
     "/org-units",
     summary="Org units the caller may read",
+    description="Each with whether it is the active one: the one X-Org-Unit-Id names, else "
+    "the one chosen with POST /org-units/active, else the credential's own or default one "
+    "(none is active when that one is not readable).",
     tags=["org units"],
-    responses={code: _ERRORS[code] for code in (401, 429)},
+    operation_id="listOrgUnits",
+    security=CREDENTIALS,
+    response_description="The readable org units, by name.",
+    responses=ORG_UNITS_ERRORS,
+    operation_class=documented(),
 )
-async def list_org_units(request: Request[Any, Any, Any]) -> OrgUnitsResponse:
+async def list_org_units(
+    request: Request[Any, Any, Any], x_org_unit_id: OrgUnitHeader = None
+) -> OrgUnitsResponse:
     principal = await _principal(request)
     try:
         active: str | None = active_org_unit(
-            principal,
-            header=request.headers.get("x-org-unit-id"),
-            cookie=request.cookies.get(ACTIVE_OU_COOKIE),
+            principal, header=x_org_unit_id, cookie=request.cookies.get(ACTIVE_OU_COOKIE)
         )
     except Forbidden:
         active = None
@@ -412,12 +405,17 @@ async def list_org_units(request: Request[Any, Any, Any]) -> OrgUnitsResponse:
     "/org-units/active",
     status_code=HTTP_204_NO_CONTENT,
     summary="Choose the active org unit",
-    description='Body {"org_unit_id": "<uuid>"}. Sets the kenbun_active_ou cookie.',
+    description='Body {"org_unit_id": "<uuid>"} as application/json. Sets the '
+    f"{ACTIVE_OU_COOKIE} cookie, which the other operations read when no X-Org-Unit-Id "
+    "header is sent.",
     tags=["org units"],
-    responses={
-        **{code: _ERRORS[code] for code in (400, 401, 403, 429)},
-        415: _error_spec("The body is not sent as application/json."),
-    },
+    operation_id="chooseOrgUnit",
+    security=CREDENTIALS,
+    response_description="Chosen; the cookie is set. No body.",
+    responses=CHOOSE_ERRORS,
+    operation_class=documented(
+        request_body=ACTIVE_ORG_UNIT_BODY, headers={204: SET_COOKIE}, no_content=(204,)
+    ),
 )
 async def choose_org_unit(request: Request[Any, Any, Any]) -> Response[None]:
     principal = await _principal(request)
@@ -446,7 +444,13 @@ async def choose_org_unit(request: Request[Any, Any, Any]) -> Response[None]:
 # ------------------------------------------------------------------ health --
 
 
-@get("/healthz", summary="Liveness", tags=["operations"])
+@get(
+    "/healthz",
+    summary="Liveness",
+    tags=["operations"],
+    operation_id="getHealth",
+    operation_class=documented(public=True),
+)
 async def healthz() -> StatusResponse:
     """Public: alive or not, nothing about org units or the database (the details are
     on the admin listener)."""
@@ -482,7 +486,15 @@ def health_details(request: Request[Any, Any, Any]) -> HealthResponse:
     )
 
 
-@get("/readyz", summary="Ready once every org unit has a snapshot", tags=["operations"])
+@get(
+    "/readyz",
+    summary="Ready once every org unit has a snapshot",
+    tags=["operations"],
+    operation_id="getReadiness",
+    response_description="Ready: every org unit has a snapshot.",
+    responses=READINESS_ERRORS,
+    operation_class=documented(public=True),
+)
 async def readyz(request: Request[Any, Any, Any]) -> Response[ReadyResponse]:
     """Public and admin: the reason names no org unit, host or error text (the admin
     listener's /healthz has those)."""

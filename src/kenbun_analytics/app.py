@@ -16,8 +16,8 @@ from importlib import resources
 from litestar import Litestar, MediaType, Router, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 
 from kenbun_analytics.api import (
@@ -33,6 +33,7 @@ from kenbun_analytics.errors import SettingsError
 from kenbun_analytics.guard import MAX_BODY_BYTES, guard
 from kenbun_analytics.hits import serve_cached_hits
 from kenbun_analytics.observability import Metrics, observe
+from kenbun_analytics.openapi import SECURITY_SCHEMES
 from kenbun_analytics.ratelimit import RateLimiter
 from kenbun_analytics.scheduler import Refresher, RefreshStatus, start_scheduler
 from kenbun_analytics.settings import Settings
@@ -140,14 +141,13 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             version="1.0.0",
             description="UTM campaign performance and lead drilldowns per organizational unit.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-            components=Components(
-                security_schemes={
-                    "personalAccessToken": SecurityScheme(type="http", scheme="bearer"),
-                    "serviceAccount": SecurityScheme(type="http", scheme="basic"),
-                }
-            ),
-            security=[{"personalAccessToken": []}, {"serviceAccount": []}],
+            # The JSON document alone, at /schema/openapi.json and /schema. No Swagger UI
+            # (or other page): it would load scripts from a public CDN into the origin
+            # whose sessionStorage holds the Campaigns page's token.
+            render_plugins=[JsonRenderPlugin()],
+            components=Components(security_schemes=dict(SECURITY_SCHEMES)),
+            # Each operation declares its own security: /healthz, /readyz and /metrics
+            # need no credentials.
         ),
         debug=False,
         logging_config=None,  # the process's logging is ours: JSON lines, see observability

@@ -64,7 +64,7 @@ def run_demo(
             f"""
 kenbun-analytics demo
   database        {url}  (data in {data_dir})
-  API             {base}   OpenAPI: {base}/schema
+  API             {base}   OpenAPI: {base}/schema/openapi.json
   admin           {operations}
   token           {token.secret}
   service account {account.client_id}:{account.secret}

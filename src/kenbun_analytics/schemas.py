@@ -21,19 +21,33 @@ class Body(msgspec.Struct, frozen=True, kw_only=True):
     """
 
 
+_DECIMAL = (
+    "Exact decimal amount with two decimal places, sent as a JSON number (never rounded "
+    "through a float). Parse it as a decimal, not a binary float: in Python "
+    "json.loads(text, parse_float=Decimal)."
+)
 Money = Annotated[
     Decimal,
     KwargDefinition(
-        schema_extra={"type": OpenAPIType.NUMBER},
-        description="Exact decimal amount, as a JSON number (never rounded through a float).",
+        schema_extra={
+            "type": OpenAPIType.NUMBER,
+            "format": "decimal",
+            "multiple_of": 0.01,
+        },
+        description=_DECIMAL,
     ),
 ]
 """numeric(18,2) money: a Decimal here, a JSON number on the wire."""
 OptionalMoney = Annotated[
     Decimal | None,
     KwargDefinition(
-        schema_extra={"type": [OpenAPIType.NUMBER, OpenAPIType.NULL], "one_of": None},
-        description="Exact decimal amount as a JSON number, or null.",
+        schema_extra={
+            "type": [OpenAPIType.NUMBER, OpenAPIType.NULL],
+            "one_of": None,
+            "format": "decimal",
+            "multiple_of": 0.01,
+        },
+        description=_DECIMAL + " Null when there is none.",
     ),
 ]
 
