@@ -15,7 +15,7 @@ import psutil
 import psycopg
 import pytest
 
-from kenbun_analytics.cli import build_parser, main
+from kenbun_analytics.cli import build_parser, main, serve_settings
 from kenbun_analytics.embedded import free_port
 from kenbun_analytics.seed import seed_world
 from kenbun_analytics.source import Source
@@ -159,6 +159,26 @@ def test_every_flag_reads_an_environment_variable() -> None:
         "KENBUN_ADMIN_PORT",
     ):
         assert variable in help_text
+
+
+@pytest.mark.parametrize(
+    ("environ", "flags", "migrate"),
+    [
+        ({}, [], True),
+        ({"KENBUN_NO_MIGRATE": "on"}, [], False),
+        ({"KENBUN_NO_MIGRATE": "true"}, [], False),
+        ({"KENBUN_NO_MIGRATE": "off"}, [], True),
+        ({}, ["--no-migrate"], False),
+        ({"KENBUN_NO_MIGRATE": "off"}, ["--no-migrate"], False),
+    ],
+)
+def test_no_migrate_is_read_once_for_serve(
+    environ: dict[str, str], flags: list[str], migrate: bool
+) -> None:
+    """KENBUN_NO_MIGRATE reaches serve's settings in every spelling the settings accept."""
+    environ = {"KENBUN_DATABASE_URL": "postgresql://db", **environ}
+    args = build_parser(environ).parse_args(["serve", *flags])
+    assert serve_settings(args, environ).migrate is migrate
 
 
 def test_migrate_command(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kenbun_analytics.auth import SECRET_PREFIX, TOKEN_PREFIX, digest, new_secret
+from kenbun_analytics.roles import ROLES
 from kenbun_analytics.source import Source
-
-ROLES = ("owner", "admin", "analyst", "member")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kenbun_analytics.errors import KenbunError
+from kenbun_analytics.roles import ROLES
 from kenbun_analytics.settings import Settings, load_settings
 
 logger = logging.getLogger("kenbun_analytics")
@@ -119,7 +120,6 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-migrate",
         action="store_true",
-        default=environ.get("KENBUN_NO_MIGRATE", "").lower() in {"1", "true", "yes"},
         help=_env("KENBUN_NO_MIGRATE", "do not apply missing migrations at start"),
     )
 
@@ -238,7 +238,7 @@ def _add_users(commands: Any, environ: Mapping[str, str]) -> None:
     _add_database(grant, environ)
     grant.add_argument("--email", required=True)
     grant.add_argument("--org-unit", required=True)
-    grant.add_argument("--role", required=True, choices=["owner", "admin", "analyst", "member"])
+    grant.add_argument("--role", required=True, choices=ROLES)
     remove = actions.add_parser("revoke", help="remove a user's membership of an org unit")
     _add_database(remove, environ)
     remove.add_argument("--email", required=True)
@@ -255,6 +255,14 @@ def _source(args: argparse.Namespace) -> Any:
     if not args.database_url:
         raise SystemExit("kenbun-analytics: give --database-url or set KENBUN_DATABASE_URL")
     return Source(args.database_url)
+
+
+def serve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """The settings of ``serve``: the environment's (:func:`load_settings`, which reads
+    ``KENBUN_NO_MIGRATE`` with the rest), then the flags; ``--no-migrate`` can only
+    turn migrations off on top of it."""
+    settings = _settings(args, environ, args.database_url)
+    return replace(settings, migrate=False) if args.no_migrate else settings
 
 
 def _settings(args: argparse.Namespace, environ: Mapping[str, str], database_url: str) -> Settings:
@@ -384,8 +392,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             raise SystemExit("kenbun-analytics: give --database-url or set KENBUN_DATABASE_URL")
         # No database round trip here: the service starts even while PostgreSQL is
         # down, and the refresher migrates and loads once it answers.
-        settings = replace(_settings(args, environ, args.database_url), migrate=not args.no_migrate)
-        serve(settings)
+        serve(serve_settings(args, environ))
         return 0
     if args.command == "demo":
         from kenbun_analytics.demo import run_demo

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from kenbun_analytics.errors import SourceError
 from kenbun_analytics.priority import lower_server_process
+from kenbun_analytics.roles import READING_ROLES
 
 # The events that are not the duplicate of a normalized pair. Of those, only the
 # ones holding at least one UTM key with a non-empty value can ever count: the
@@ -486,10 +487,10 @@ FROM personal_access_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.token_sha256 = $1
 """
 
-USER_ACCESS = """
+USER_ACCESS = f"""
 SELECT m.org_unit_id::text AS org_unit_id, o.name
 FROM org_unit_memberships m JOIN org_units o ON o.id = m.org_unit_id
-WHERE m.user_id = $1::uuid AND m.role IN ('owner', 'admin', 'analyst')
+WHERE m.user_id = $1::uuid AND m.role IN ({", ".join(f"'{role}'" for role in READING_ROLES)})
 ORDER BY o.name, o.id
 """
 
