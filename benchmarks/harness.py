@@ -48,16 +48,16 @@ import psycopg
 
 from benchmarks import baselines
 from kenbun_analytics import admin
-from kenbun_analytics.api import campaigns_body, leads_body
-from kenbun_analytics.auth import Authenticator
 from kenbun_analytics.embedded import EmbeddedPostgres, free_port
 from kenbun_analytics.layout import ACCOUNT_DEALS, LEAD_FACTS, read_points, resident_bytes
 from kenbun_analytics.load import arrow_frame, raw_events_frame
-from kenbun_analytics.params import parse_window
 from kenbun_analytics.scheduler import Refresher
 from kenbun_analytics.seed import org_unit_id, seed_world
-from kenbun_analytics.source import Source
+from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import SnapshotStore
+from kenbun_analytics.web.answers import campaigns_body, leads_body
+from kenbun_analytics.web.auth import Authenticator
+from kenbun_analytics.web.params import parse_window
 
 HERE = Path(__file__).parent
 SEED = 1

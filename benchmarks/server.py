@@ -10,9 +10,9 @@ import argparse
 import uvicorn
 from litestar import get
 
-from kenbun_analytics.app import create_app
-from kenbun_analytics.serving import uvicorn_options
 from kenbun_analytics.settings import Settings
+from kenbun_analytics.web.app import create_app
+from kenbun_analytics.web.serving import uvicorn_options
 
 
 @get("/constant", sync_to_thread=False)

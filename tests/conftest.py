@@ -23,10 +23,10 @@ from hypothesis import settings
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics.app import create_app
 from kenbun_analytics.embedded import EmbeddedPostgres
 from kenbun_analytics.settings import Settings
-from kenbun_analytics.source import Source
+from kenbun_analytics.source.postgres import Source
+from kenbun_analytics.web.app import create_app
 from tests.world import World
 
 TEMPLATE = "kenbun_test_template"
@@ -140,7 +140,7 @@ def live_server(app: Litestar) -> Iterator[LiveServer]:
     import uvicorn
 
     from kenbun_analytics.embedded import free_port
-    from kenbun_analytics.serving import uvicorn_options
+    from kenbun_analytics.web.serving import uvicorn_options
 
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, **uvicorn_options())  # as `serve`

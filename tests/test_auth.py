@@ -13,10 +13,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics.auth import Authenticator, digest, has_valid_checksum, new_secret
 from kenbun_analytics.errors import SourceError, Unauthenticated
-from kenbun_analytics.observability import JsonFormatter
 from kenbun_analytics.settings import Settings, load_settings
+from kenbun_analytics.web.auth import Authenticator, digest, has_valid_checksum, new_secret
+from kenbun_analytics.web.observability import JsonFormatter
 from tests.conftest import LiveServer, make_app, refresh
 from tests.hostile_corpus import exchange, get
 from tests.world import World, basic
@@ -376,7 +376,7 @@ SENDABLE = [label for label in JUNK if "invalid UTF-8 token" not in label]
 @pytest.fixture
 def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Each credential lookup that reaches the source, by kind."""
-    from kenbun_analytics import source
+    from kenbun_analytics.source import identities as source
 
     seen: list[str] = []
     for name in ("token_principal", "service_account_principal"):
@@ -461,8 +461,8 @@ class FakeSource:
 
 
 def _fake_lookups(monkeypatch: pytest.MonkeyPatch, fake: FakeSource) -> None:
-    from kenbun_analytics import source
     from kenbun_analytics.errors import SourceError
+    from kenbun_analytics.source import identities as source
 
     def token_principal(_: object, key: bytes) -> dict[str, Any] | None:
         fake.lookups += 1
@@ -516,7 +516,7 @@ def test_the_authenticator_refuses_junk_before_asking(
     fake = FakeSource()
     _fake_lookups(monkeypatch, fake)
     monkeypatch.setattr(
-        "kenbun_analytics.source.service_account_principal",
+        "kenbun_analytics.source.identities.service_account_principal",
         lambda *_: pytest.fail("looked up"),
     )
     authenticator = Authenticator(fake, cache_seconds=2)  # type: ignore[arg-type]
@@ -550,7 +550,7 @@ def test_a_stale_credential_answers_for_a_minute_and_each_answer_is_logged_and_c
         authenticator.authenticate("Bearer refused-token")
     fake.down = True
     formatter = JsonFormatter()
-    with caplog.at_level(logging.INFO, logger="kenbun_analytics.auth"):
+    with caplog.at_level(logging.INFO, logger="kenbun_analytics.web.auth"):
         for second in (1.0, 30.0, 59.0):  # inside the cache time, then stale twice
             now[0] = second
             assert authenticator.authenticate("Bearer reader-token").credential_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 
-from kenbun_analytics.cache import GZIP_MIN_BYTES, ResultCache
+from kenbun_analytics.web.cache import GZIP_MIN_BYTES, ResultCache
 
 
 def test_many_distinct_entries_stay_within_the_bound() -> None:

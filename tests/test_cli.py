@@ -18,7 +18,7 @@ import pytest
 from kenbun_analytics.cli import build_parser, main, serve_settings
 from kenbun_analytics.embedded import free_port
 from kenbun_analytics.seed import seed_world
-from kenbun_analytics.source import Source
+from kenbun_analytics.source.postgres import Source
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, bytes]:

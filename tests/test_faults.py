@@ -20,13 +20,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics.app import create_app
 from kenbun_analytics.embedded import EmbeddedPostgres
-from kenbun_analytics.observability import JsonFormatter
 from kenbun_analytics.scheduler import Refresher, start_scheduler
 from kenbun_analytics.settings import Settings
-from kenbun_analytics.source import Source
+from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import SnapshotStore
+from kenbun_analytics.web.app import create_app
+from kenbun_analytics.web.observability import JsonFormatter
 from tests.conftest import admin
 from tests.world import World, backend_waiting_on_lock, until
 
@@ -169,7 +169,7 @@ def test_answers_on_a_stale_credential_are_logged_and_counted(
         until(lambda: ready(client), 20, "ready")
         before = campaigns(client, headers)
         server.stop()
-        with caplog.at_level(logging.INFO, logger="kenbun_analytics.auth"):
+        with caplog.at_level(logging.INFO, logger="kenbun_analytics.web.auth"):
             for _ in range(3):
                 assert campaigns(client, headers) == before
         never_seen = {"Authorization": "Bearer never-seen-token"}
@@ -177,7 +177,7 @@ def test_answers_on_a_stale_credential_are_logged_and_counted(
         metrics = admin(client).get("/metrics").text
     assert "\nkenbun_auth_stale_answers_total 3.0\n" in metrics
     formatter = JsonFormatter()
-    lines = [formatter.format(r) for r in caplog.records if r.name == "kenbun_analytics.auth"]
+    lines = [formatter.format(r) for r in caplog.records if r.name == "kenbun_analytics.web.auth"]
     assert len(lines) == 3
     for line in lines:
         entry = json.loads(line)

@@ -10,9 +10,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics import hits
-from kenbun_analytics.auth import ACTIVE_OU_COOKIE
-from kenbun_analytics.cache import ResultCache
+from kenbun_analytics.web import hits
+from kenbun_analytics.web.auth import ACTIVE_OU_COOKIE
+from kenbun_analytics.web.cache import ResultCache
 from tests.conftest import make_app, refresh
 from tests.world import World
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from kenbun_analytics.guard import MAX_HEAD_BYTES
-from kenbun_analytics.observability import JsonFormatter
+from kenbun_analytics.web.guard import MAX_HEAD_BYTES
+from kenbun_analytics.web.observability import JsonFormatter
 from tests.conftest import LiveServer
 from tests.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange, get
 from tests.world import World

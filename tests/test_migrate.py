@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from kenbun_analytics.source import Source, migrations, split_statements
+from kenbun_analytics.source.migrate import migrations, split_statements
+from kenbun_analytics.source.postgres import Source
 
 CONTRACT = Path(__file__).parent / "fixtures" / "source-schema.sql"
 KENBUN_TABLES = (

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kenbun_analytics.errors import RateLimited
 from kenbun_analytics.layout import resident_bytes
-from kenbun_analytics.observability import JsonFormatter, redact
-from kenbun_analytics.ratelimit import RateLimiter
+from kenbun_analytics.web.observability import JsonFormatter, redact
+from kenbun_analytics.web.ratelimit import RateLimiter
 from tests.conftest import admin, make_app, refresh
 from tests.world import World
 

@@ -38,8 +38,8 @@ from kenbun_analytics.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
-from kenbun_analytics.openapi import DATE_PATTERN
-from kenbun_analytics.params import _DATE, _TIMESTAMP, parse_bound
+from kenbun_analytics.web.openapi import DATE_PATTERN
+from kenbun_analytics.web.params import _DATE, _TIMESTAMP, parse_bound
 from tests.conftest import LiveServer, live_server, make_app, refresh
 from tests.world import World, from_json
 

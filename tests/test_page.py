@@ -24,11 +24,11 @@ import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from kenbun_analytics import admin
-from kenbun_analytics.app import create_app
 from kenbun_analytics.embedded import free_port
 from kenbun_analytics.seed import seed_world
 from kenbun_analytics.settings import Settings
-from kenbun_analytics.source import Source
+from kenbun_analytics.source.postgres import Source
+from kenbun_analytics.web.app import create_app
 
 SCREENSHOTS = Path(
     os.environ.get("KENBUN_SCREENSHOTS_DIR", Path(__file__).parent.parent / "docs" / "screenshots")

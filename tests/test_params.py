@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kenbun_analytics.errors import BadRequest, InvalidDate
-from kenbun_analytics.params import campaign_name_from_raw_path, group_by_column, parse_bound
+from kenbun_analytics.web.params import campaign_name_from_raw_path, group_by_column, parse_bound
 
 
 def utc(*parts: int) -> datetime:

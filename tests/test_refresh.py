@@ -16,7 +16,6 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics.api import campaigns_body
 from kenbun_analytics.layout import KEYS, Layout
 from kenbun_analytics.load import (
     ChildLoads,
@@ -28,8 +27,9 @@ from kenbun_analytics.load import (
 )
 from kenbun_analytics.priority import LOAD_NICENESS, lower_server_process
 from kenbun_analytics.scheduler import Refresher
-from kenbun_analytics.source import Source
+from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import SnapshotStore
+from kenbun_analytics.web.answers import campaigns_body
 from tests.conftest import admin, refresh
 from tests.world import World, backend_waiting_on_lock, until
 

@@ -15,13 +15,13 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from uvicorn.server import ServerState
 
-from kenbun_analytics import hits
-from kenbun_analytics.cache import ResultCache
-from kenbun_analytics.guard import MAX_HEAD_BYTES
-from kenbun_analytics.observability import Metrics, observe
 from kenbun_analytics.scheduler import RefreshStatus
-from kenbun_analytics.serving import uvicorn_options
 from kenbun_analytics.store import SnapshotStore
+from kenbun_analytics.web import hits
+from kenbun_analytics.web.cache import ResultCache
+from kenbun_analytics.web.guard import MAX_HEAD_BYTES
+from kenbun_analytics.web.observability import Metrics, observe
+from kenbun_analytics.web.serving import uvicorn_options
 from tests.conftest import LiveServer, admin, make_app, refresh
 from tests.hostile_corpus import exchange
 from tests.test_serving import Recorded

@@ -13,7 +13,7 @@ import uvicorn
 import uvloop
 from uvicorn.server import ServerState
 
-from kenbun_analytics.serving import HELD_BYTES, CoalescedWrites, uvicorn_options
+from kenbun_analytics.web.serving import HELD_BYTES, CoalescedWrites, uvicorn_options
 from tests.conftest import LiveServer
 from tests.world import World
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from kenbun_analytics.source import Literal, inlined
+from kenbun_analytics.source.postgres import Literal, inlined
 
 UNIT = uuid.UUID("641e1eaf-8118-eafc-57db-42fc8f14449c")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kenbun_analytics.errors import KenbunError
-from kenbun_analytics.roles import ROLES
 from kenbun_analytics.settings import Settings, load_settings
+from kenbun_analytics.source.roles import ROLES
 
 logger = logging.getLogger("kenbun_analytics")
 
@@ -250,7 +250,7 @@ def _add_users(commands: Any, environ: Mapping[str, str]) -> None:
 
 
 def _source(args: argparse.Namespace) -> Any:
-    from kenbun_analytics.source import Source
+    from kenbun_analytics.source.postgres import Source
 
     if not args.database_url:
         raise SystemExit("kenbun-analytics: give --database-url or set KENBUN_DATABASE_URL")
@@ -304,7 +304,7 @@ def serve(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; uvicorn lets requests in flight finish.
 
     With an admin port, a second uvicorn server on the same event loop serves the
-    admin app (:func:`kenbun_analytics.app.create_admin_app`) on
+    admin app (:func:`kenbun_analytics.web.app.create_admin_app`) on
     ``admin_host:admin_port``. Its socket is bound before anything starts, so a
     port in use stops the process at once. It keeps answering while the API
     drains after a signal, and stops after the API has.
@@ -313,8 +313,8 @@ def serve(settings: Settings) -> None:
 
     import uvicorn
 
-    from kenbun_analytics.app import create_app
-    from kenbun_analytics.serving import uvicorn_options
+    from kenbun_analytics.web.app import create_app
+    from kenbun_analytics.web.serving import uvicorn_options
 
     _GracefulServer = _graceful_server_class()  # noqa: N806 - a class
 
@@ -381,7 +381,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from kenbun_analytics import admin
 
     if args.command in {"serve", "demo"}:
-        from kenbun_analytics.observability import configure_logging
+        from kenbun_analytics.web.observability import configure_logging
 
         configure_logging()
     else:

@@ -11,7 +11,7 @@ from kenbun_analytics import admin
 from kenbun_analytics.embedded import EmbeddedPostgres
 from kenbun_analytics.seed import org_unit_id, seed_world, terminal_progress
 from kenbun_analytics.settings import Settings
-from kenbun_analytics.source import Source
+from kenbun_analytics.source.postgres import Source
 
 DEMO_EMAIL = "demo@kenbun.example"
 DEMO_SEED = 2026

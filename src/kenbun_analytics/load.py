@@ -67,7 +67,7 @@ from kenbun_analytics.layout import (
     uuid_text,
 )
 from kenbun_analytics.priority import LOAD_NICENESS, lower_thread
-from kenbun_analytics.source import Source, SourceOptions
+from kenbun_analytics.source.postgres import Source, SourceOptions
 from kenbun_analytics.times import Times
 
 BASE_READ = pl.Schema({name: RAW_EVENTS[name] for name in ("event_id", "occurred_at", "lead_key")})

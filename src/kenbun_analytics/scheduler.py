@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import polars as pl
@@ -33,32 +32,12 @@ from kenbun_analytics.load import (
     raw_events_frame,
 )
 from kenbun_analytics.priority import lower_thread
-from kenbun_analytics.source import Changes, Source
-from kenbun_analytics.store import Snapshot, SnapshotStore, next_version
+from kenbun_analytics.source.postgres import Changes, Source
+from kenbun_analytics.store import RefreshStatus, Snapshot, SnapshotStore, next_version
 
 logger = logging.getLogger(__name__)
 
 CHANGE_LOG_RETENTION_SECONDS = 24 * 3600
-
-
-@dataclass
-class RefreshStatus:
-    """What ``/healthz`` and ``/readyz`` report."""
-
-    org_unit_ids: list[str] | None = None
-    """The org units of the last successful listing; None before the first."""
-    errors: dict[str, str] = field(default_factory=dict)
-    """The last refresh error of each org unit ("*" for the listing itself)."""
-    last_success_at: datetime | None = None
-    last_duration_seconds: float | None = None
-    last_kind: str | None = None
-    """``full`` or ``incremental``: what the last successful refresh did."""
-    consecutive_failures: int = 0
-    """Refreshes failed in a row; the retry delay doubles with each, up to the interval."""
-    failures: dict[str, int] = field(default_factory=dict)
-    """Failed refreshes per org unit since start ("*": the refresh as a whole)."""
-    unit_seconds: dict[str, float] = field(default_factory=dict)
-    """Duration of each org unit's last load or update."""
 
 
 class Refresher:

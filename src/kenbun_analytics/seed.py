@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from kenbun_analytics.source import Source
+from kenbun_analytics.source.postgres import Source
 
 _UNITS = (("Northwind Demand Gen", 0.90), ("Contoso EMEA", 0.06), ("Fabrikam Labs", 0.04))
 _SOURCES = [

@@ -1,4 +1,5 @@
-"""Immutable per-org-unit snapshots and their atomic swap; nothing else.
+"""Immutable per-org-unit snapshots and their atomic swap, and the status of the
+refreshes that bring them (which the web layer reports and the refresher writes).
 
 A request takes one :class:`Snapshot` reference and computes everything from
 it, so it always sees one whole snapshot. A refresh builds a new snapshot
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from kenbun_analytics.errors import NotReady
@@ -74,3 +75,23 @@ class SnapshotStore:
 
     def all(self) -> dict[str, Snapshot]:
         return self._snapshots
+
+
+@dataclass
+class RefreshStatus:
+    """What ``/healthz`` and ``/readyz`` report."""
+
+    org_unit_ids: list[str] | None = None
+    """The org units of the last successful listing; None before the first."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """The last refresh error of each org unit ("*" for the listing itself)."""
+    last_success_at: datetime | None = None
+    last_duration_seconds: float | None = None
+    last_kind: str | None = None
+    """``full`` or ``incremental``: what the last successful refresh did."""
+    consecutive_failures: int = 0
+    """Refreshes failed in a row; the retry delay doubles with each, up to the interval."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """Failed refreshes per org unit since start ("*": the refresh as a whole)."""
+    unit_seconds: dict[str, float] = field(default_factory=dict)
+    """Duration of each org unit's last load or update."""

@@ -3,7 +3,7 @@
 Dashboards ask the same ``GET /analytics/campaigns`` all day. When its answer
 is already cached, this ASGI layer sends it without Litestar's routing,
 parameter parsing and response machinery, with the same status, headers and
-body (:func:`kenbun_analytics.api.cached_answer` builds both).
+body and cache key (:mod:`kenbun_analytics.web.responses` builds both).
 
 Only plain requests qualify: a credential found in the authentication cache,
 no cookie, each parameter at most once in plain characters, and an answer in
@@ -20,13 +20,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from kenbun_analytics.api import JSON, Services, accepts_gzip, cached_answer
-from kenbun_analytics.auth import active_org_unit
 from kenbun_analytics.errors import KenbunError
-from kenbun_analytics.params import group_by_column, parse_window
+from kenbun_analytics.web.auth import active_org_unit
+from kenbun_analytics.web.context import Services
+from kenbun_analytics.web.params import WINDOW_PARAMETERS, group_by_column, parse_window
+from kenbun_analytics.web.responses import JSON, accepts_gzip, cached_answer, campaigns_key
 
 PATH = "/analytics/campaigns"
-_PARAMETERS = frozenset({"group_by", "start_date", "end_date"})
 _PLAIN = re.compile(r"(?:[A-Za-z0-9_.:-]|%3A)+")
 """A non-empty value whose decoding no parser disagrees on (``%`` only in ``%3A``)."""
 _HEADERS = frozenset({b"authorization", b"x-org-unit-id", b"accept-encoding", b"if-none-match"})
@@ -43,7 +43,7 @@ def _parameters(query_string: bytes) -> dict[str, str] | None:
         return None
     for pair in text.split("&"):
         name, equals, value = pair.partition("=")
-        if not equals or name not in _PARAMETERS or name in parameters:
+        if not equals or name not in WINDOW_PARAMETERS or name in parameters:
             return None
         if not _PLAIN.fullmatch(value):
             return None
@@ -82,7 +82,7 @@ def _answer(
     snapshot = services.store.find(org_unit_id)
     if snapshot is None:
         return None
-    key = ("campaigns", org_unit_id, snapshot.version, column, start, end)
+    key = campaigns_key(org_unit_id, snapshot, column, start, end)
     entry = services.cache.get(key, count=False)
     accept_encoding = headers.get(b"accept-encoding")
     if (

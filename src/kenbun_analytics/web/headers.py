@@ -1,9 +1,9 @@
 """The security headers every response carries.
 
-:func:`kenbun_analytics.observability.observe`, the outermost ASGI layer, adds
+:func:`kenbun_analytics.web.observability.observe`, the outermost ASGI layer, adds
 them to every answer of the app (pages, assets, API answers, errors, 304s, the
 cached hits sent before routing and the guard's rejections), and
-:class:`kenbun_analytics.serving.BoundedHead` to the few answers the HTTP server
+:class:`kenbun_analytics.web.serving.BoundedHead` to the few answers the HTTP server
 writes itself. Nothing else sets them, so each is sent exactly once.
 
 - ``Content-Security-Policy``: scripts, styles and everything else only from

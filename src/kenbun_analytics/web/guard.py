@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kenbun_analytics.schemas import ErrorBody, json_encoder
+from kenbun_analytics.web.schemas import ErrorBody, json_encoder
 
 MAX_PATH_BYTES = 8 * 1024
 MAX_QUERY_BYTES = 4 * 1024
@@ -21,7 +21,7 @@ DRAIN_BYTES = 1024 * 1024
 SINGLE_HEADERS = (b"authorization", b"x-org-unit-id")
 MAX_HEAD_BYTES = 128 * 1024
 """How much of a request head the HTTP server reads (see
-:class:`kenbun_analytics.serving.BoundedHead`): well above the limits here, so
+:class:`kenbun_analytics.web.serving.BoundedHead`): well above the limits here, so
 that an oversized head is read whole and answered by :func:`guard`. A server
 that gives up mid-head closes with unread bytes, which resets the connection
 and can lose its answer on the way."""

@@ -8,7 +8,7 @@ gzip aggregate at 1.6 times the requests per second of asyncio and h11.
 h11 bounds a request head that never ends (``h11_max_incomplete_event_size``);
 httptools does not, so :class:`BoundedHead` does: past :data:`MAX_HEAD_BYTES`
 of one head, the connection gets a 431 and is closed. Heads below that reach
-:func:`kenbun_analytics.guard.guard`, which answers anything over its much
+:func:`kenbun_analytics.web.guard.guard`, which answers anything over its much
 smaller limits with the usual JSON error.
 
 :class:`CoalescedWrites` sends a response's head with its body, one ``writev``
@@ -25,9 +25,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from kenbun_analytics.guard import MAX_HEAD_BYTES
-from kenbun_analytics.headers import SECURITY_HEAD_LINES
-from kenbun_analytics.schemas import ErrorBody, json_encoder
+from kenbun_analytics.web.guard import MAX_HEAD_BYTES
+from kenbun_analytics.web.headers import SECURITY_HEAD_LINES
+from kenbun_analytics.web.schemas import ErrorBody, json_encoder
 
 _TOO_LARGE = json_encoder.encode(
     ErrorBody(

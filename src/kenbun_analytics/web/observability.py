@@ -3,7 +3,7 @@
 :func:`observe` wraps the whole ASGI app, outside Litestar's exception
 handling, so every answer (404s, 413s and 429s included) gets an
 ``X-Request-Id`` header, the security headers of
-:mod:`kenbun_analytics.headers`, one JSON access-log line and its place in the
+:mod:`kenbun_analytics.web.headers`, one JSON access-log line and its place in the
 request metrics. Snapshot and cache metrics are read when ``/metrics`` (on the
 admin listener) is scraped, so the hot path only counts and times the request
 itself.
@@ -25,11 +25,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kenbun_analytics.cache import ResultCache
-from kenbun_analytics.headers import SECURITY_HEADERS
 from kenbun_analytics.layout import resident_bytes
-from kenbun_analytics.schemas import ErrorBody, json_encoder
-from kenbun_analytics.store import SnapshotStore
+from kenbun_analytics.store import RefreshStatus, SnapshotStore
+from kenbun_analytics.web.cache import ResultCache
+from kenbun_analytics.web.headers import SECURITY_HEADERS
+from kenbun_analytics.web.schemas import ErrorBody, json_encoder
 
 REQUEST_ID_HEADER = b"x-request-id"
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -93,7 +93,7 @@ _REFRESH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 class _SnapshotCollector(Collector):
     """Snapshot rows and ages, refresh failures and the result cache, read at scrape."""
 
-    def __init__(self, store: SnapshotStore, cache: ResultCache, status: Any) -> None:
+    def __init__(self, store: SnapshotStore, cache: ResultCache, status: RefreshStatus) -> None:
         self._store = store
         self._cache = cache
         self._status = status
@@ -154,7 +154,7 @@ class _SnapshotCollector(Collector):
 class Metrics:
     """The process's Prometheus registry (one per app, so tests can build many apps)."""
 
-    def __init__(self, store: SnapshotStore, cache: ResultCache, status: Any) -> None:
+    def __init__(self, store: SnapshotStore, cache: ResultCache, status: RefreshStatus) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "kenbun_http_requests",

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from kenbun_analytics import source as db
 from kenbun_analytics.errors import Forbidden, NoActiveOrgUnit, SourceError, Unauthenticated
-from kenbun_analytics.source import Source
+from kenbun_analytics.source import identities as db
+from kenbun_analytics.source.postgres import Source
 
 WWW_AUTHENTICATE = (
     'Bearer realm="kenbun-analytics", Basic realm="kenbun-analytics", charset="UTF-8"'

@@ -39,7 +39,6 @@ from litestar.openapi.spec import (
 )
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
-from kenbun_analytics.auth import ACTIVE_OU_COOKIE, WWW_AUTHENTICATE
 from kenbun_analytics.errors import (
     BadRequest,
     Forbidden,
@@ -50,14 +49,15 @@ from kenbun_analytics.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
-from kenbun_analytics.guard import MAX_BODY_BYTES, SINGLE_HEADERS
-from kenbun_analytics.params import (
+from kenbun_analytics.web.auth import ACTIVE_OU_COOKIE, WWW_AUTHENTICATE
+from kenbun_analytics.web.guard import MAX_BODY_BYTES, SINGLE_HEADERS
+from kenbun_analytics.web.params import (
     GROUP_BY_VALUES,
     campaign_name_from_raw_path,
     parse_window,
     single_values,
 )
-from kenbun_analytics.schemas import ErrorBody, ReadyResponse
+from kenbun_analytics.web.schemas import ErrorBody, ReadyResponse
 
 JSON = "application/json"
 
@@ -85,7 +85,7 @@ DATE_PATTERN = (
 """YYYY-MM-DD, an RFC 3339 timestamp with an offset, or empty (no bound).
 
 Documentation only: ``schema_extra`` is not checked by Litestar, and the
-service's own parsing (:mod:`kenbun_analytics.params`) stays the judge, so a
+service's own parsing (:mod:`kenbun_analytics.web.params`) stays the judge, so a
 value outside the pattern gets the same answer as before it was documented."""
 
 _STRING = {"type": OpenAPIType.STRING, "one_of": None}
@@ -118,7 +118,7 @@ ORG_UNIT_HEADER = HeaderParameter(
     schema_extra={**_STRING, "format": OpenAPIFormat.UUID},
 )
 """Documentation only, like the pattern: the handlers check the value themselves
-(:func:`kenbun_analytics.auth.active_org_unit`), so a malformed one is a 403."""
+(:func:`kenbun_analytics.web.auth.active_org_unit`), so a malformed one is a 403."""
 CAMPAIGN_NAME = PathParameter(
     description="The UTM value itself, exactly as listed by GET /analytics/campaigns "
     "(for example a/b or 50% off).",
@@ -242,7 +242,7 @@ _REPEATED_HEADERS = tuple(
     (f"repeated {name.decode()}", f"send the {name.decode()} header once")
     for name in SINGLE_HEADERS
 )
-"""From :mod:`kenbun_analytics.guard`, before any handler runs."""
+"""From :mod:`kenbun_analytics.web.guard`, before any handler runs."""
 _PARAMETER_ERRORS = (
     ("invalid start_date", InvalidDate("start_date").detail),
     ("start after end", _raised(lambda: parse_window("2026-03-02", "2026-03-01")).detail),

@@ -1,4 +1,5 @@
-"""The only module that talks to PostgreSQL: SQL text, ADBC connections, Arrow results.
+"""The service's connections to PostgreSQL and its snapshot reads: SQL text, ADBC
+connections, Arrow results, the change log, and applying the migrations.
 
 Every read runs on an autocommit connection, so no session is ever left idle
 in a transaction, and under ``statement_timeout`` so that a hung read is
@@ -21,7 +22,6 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as pg
@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from kenbun_analytics.errors import SourceError
 from kenbun_analytics.priority import lower_server_process
-from kenbun_analytics.roles import READING_ROLES
+from kenbun_analytics.source.migrate import migrations, split_statements
 
 # The events that are not the duplicate of a normalized pair. Of those, only the
 # ones holding at least one UTM key with a non-empty value can ever count: the
@@ -436,87 +436,3 @@ def lower_backend_priority(cursor: Any, niceness: int) -> None:
 def _close_quietly(connection: Any) -> None:
     with contextlib.suppress(Exception):
         connection.close()
-
-
-def migrations() -> list[tuple[str, str]]:
-    """The packaged migrations, ``(name, sql)`` in the order they apply."""
-    folder = resources.files("kenbun_analytics") / "migrations"
-    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
-    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
-
-
-_TOKEN = re.compile(
-    r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$([A-Za-z_]*)\$|;", re.S
-)
-
-
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-
-
-def split_statements(sql: str) -> list[str]:
-    """Split a migration file into statements (ADBC prepares one at a time).
-
-    Knows comments, quoted strings and identifiers, and dollar-quoted bodies.
-    """
-    statements: list[str] = []
-    start = position = 0
-    while (match := _TOKEN.search(sql, position)) is not None:
-        lexeme = match.group(0)
-        position = match.end()
-        if lexeme.startswith("$"):
-            closing = sql.find(lexeme, position)
-            position = len(sql) if closing < 0 else closing + len(lexeme)
-        elif lexeme == ";":
-            statements.append(sql[start : match.start()])
-            start = position
-    statements.append(sql[start:])
-    return [text.strip() for text in statements if _COMMENT.sub("", text).strip()]
-
-
-# ------------------------------------------------------------------ identity --
-
-PAT_LOOKUP = """
-SELECT t.id::text AS credential_id,
-       u.id::text AS user_id,
-       u.default_org_unit_id::text AS default_org_unit_id,
-       (t.revoked_at IS NULL AND u.disabled_at IS NULL
-        AND (t.expires_at IS NULL OR t.expires_at > now())) AS active,
-       t.expires_at,
-       t.token_sha256
-FROM personal_access_tokens t JOIN users u ON u.id = t.user_id
-WHERE t.token_sha256 = $1
-"""
-
-USER_ACCESS = f"""
-SELECT m.org_unit_id::text AS org_unit_id, o.name
-FROM org_unit_memberships m JOIN org_units o ON o.id = m.org_unit_id
-WHERE m.user_id = $1::uuid AND m.role IN ({", ".join(f"'{role}'" for role in READING_ROLES)})
-ORDER BY o.name, o.id
-"""
-
-SERVICE_ACCOUNT_PRINCIPAL = """
-SELECT s.id::text AS credential_id,
-       s.org_unit_id::text AS org_unit_id,
-       o.name AS org_unit_name,
-       s.revoked_at IS NULL AS active,
-       'analytics:read' = ANY(s.scopes) AS can_read,
-       s.secret_sha256
-FROM service_accounts s JOIN org_units o ON o.id = s.org_unit_id
-WHERE s.client_id = $1
-"""
-
-
-def token_principal(source: Source, digest: bytes) -> dict[str, Any] | None:
-    rows = source.query("look up token", PAT_LOOKUP, (digest,)).to_pylist()
-    return rows[0] if rows else None
-
-
-def user_access(source: Source, user_id: str) -> list[tuple[str, str]]:
-    rows = source.query("look up memberships", USER_ACCESS, (user_id,)).to_pylist()
-    return [(row["org_unit_id"], row["name"]) for row in rows]
-
-
-def service_account_principal(source: Source, client_id: str) -> dict[str, Any] | None:
-    rows = source.query("look up service account", SERVICE_ACCOUNT_PRINCIPAL, (client_id,))
-    found = rows.to_pylist()
-    return found[0] if found else None

@@ -20,30 +20,28 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 
-from kenbun_analytics.api import (
-    ADMIN_ROUTES,
-    EXCEPTION_HANDLERS,
-    ROUTES,
-    Operations,
-    Services,
-)
-from kenbun_analytics.auth import Authenticator
-from kenbun_analytics.cache import ResultCache
 from kenbun_analytics.errors import SettingsError
-from kenbun_analytics.guard import MAX_BODY_BYTES, guard
-from kenbun_analytics.hits import serve_cached_hits
-from kenbun_analytics.observability import Metrics, observe
-from kenbun_analytics.openapi import SECURITY_SCHEMES
-from kenbun_analytics.ratelimit import RateLimiter
-from kenbun_analytics.scheduler import Refresher, RefreshStatus, start_scheduler
+from kenbun_analytics.scheduler import Refresher, start_scheduler
 from kenbun_analytics.settings import Settings
-from kenbun_analytics.source import Source
-from kenbun_analytics.store import SnapshotStore
+from kenbun_analytics.source.postgres import Source
+from kenbun_analytics.store import RefreshStatus, SnapshotStore
+from kenbun_analytics.web import analytics, health, org_units
+from kenbun_analytics.web.auth import Authenticator
+from kenbun_analytics.web.cache import ResultCache
+from kenbun_analytics.web.context import Operations, Services
+from kenbun_analytics.web.guard import MAX_BODY_BYTES, guard
+from kenbun_analytics.web.hits import serve_cached_hits
+from kenbun_analytics.web.observability import Metrics, observe
+from kenbun_analytics.web.openapi import SECURITY_SCHEMES
+from kenbun_analytics.web.problems import EXCEPTION_HANDLERS
+from kenbun_analytics.web.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BODY_BYTES = MAX_BODY_BYTES
-STATIC = resources.files("kenbun_analytics") / "static"
+STATIC = resources.files("kenbun_analytics.web") / "static"
+ROUTES = [*analytics.ROUTES, *org_units.ROUTES, *health.ROUTES]
+"""The public app's routes."""
 
 
 def page_router() -> Router:
@@ -167,7 +165,7 @@ def create_admin_app(operations: Operations, *, access_log: bool) -> Litestar:
     the admin listener only. It has no lifespan of its own; it reads what the
     public app's refresher writes."""
     admin = Litestar(
-        route_handlers=ADMIN_ROUTES,
+        route_handlers=health.ADMIN_ROUTES,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=None,
         debug=False,

@@ -8,8 +8,12 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from kenbun_analytics.errors import BadRequest, InvalidDate
+from kenbun_analytics.layout import KEYS
 
-GROUP_BY_VALUES = ("campaign", "source", "medium")
+GROUP_BY_VALUES = KEYS
+"""The values of group_by: the UTM keys of the layout."""
+WINDOW_PARAMETERS = ("group_by", "start_date", "end_date")
+"""The query parameters of both analytics endpoints; each may be given once."""
 
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 # RFC 3339 date-time. A space before the offset is read as "+": it is what an
