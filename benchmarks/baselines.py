@@ -24,7 +24,7 @@ import psycopg
 import pyarrow as pa
 
 from kenbun_analytics.layout import MONEY
-from tests.world import REFERENCE_CAMPAIGNS
+from support.world import REFERENCE_CAMPAIGNS
 
 Row = tuple[Any, ...]
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)

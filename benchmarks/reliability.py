@@ -50,8 +50,8 @@ from kenbun_analytics import admin
 from kenbun_analytics.embedded import EmbeddedPostgres, free_port
 from kenbun_analytics.seed import org_unit_id, seed_world
 from kenbun_analytics.source.postgres import Source
-from tests.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange
-from tests.world import backend_waiting_on_lock
+from support.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange
+from support.world import backend_waiting_on_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "reliability.md"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 import urllib.parse
@@ -27,13 +28,37 @@ from kenbun_analytics.embedded import EmbeddedPostgres
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.web.app import create_app
-from tests.world import World
+from support.world import World
 
 TEMPLATE = "kenbun_test_template"
 
 settings.register_profile("default", max_examples=60, deadline=None)
 settings.register_profile("deep", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+TIERS = ("unit", "integration", "system")
+BROWSER_MODULES = ("test_page.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (its folder under tests/) and the page's tests with
+    ``browser``; without Chromium the browser tier is skipped and says how to get it."""
+    del config
+    chromium = shutil.which("chromium")
+    for item in items:
+        folder = item.path.parent.name
+        if folder in TIERS:
+            item.add_marker(getattr(pytest.mark, folder))
+        if item.path.name in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+            if chromium is None:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="Chromium is missing: apt-get install chromium (as root), "
+                        'or run pytest -m "not browser"'
+                    )
+                )
 
 
 def _with_database(url: str, database: str) -> str:

@@ -11,9 +11,9 @@ import pytest
 
 from kenbun_analytics.web.guard import MAX_HEAD_BYTES
 from kenbun_analytics.web.observability import JsonFormatter
+from support.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange, get
+from support.world import World
 from tests.conftest import LiveServer
-from tests.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange, get
-from tests.world import World
 
 
 class Captured(logging.Handler):

@@ -13,8 +13,8 @@ from litestar.testing import TestClient
 from kenbun_analytics.web import hits
 from kenbun_analytics.web.auth import ACTIVE_OU_COOKIE
 from kenbun_analytics.web.cache import ResultCache
+from support.world import World
 from tests.conftest import make_app, refresh
-from tests.world import World
 
 Client = TestClient[Litestar]
 PATHS = (

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from kenbun_analytics.details import COLUMNS, Details
 from kenbun_analytics.layout import LEAD_FACTS, MONEY, series_bytes
 from kenbun_analytics.load import read_layout, write_layout
-from tests.test_queries import built_from, raw_events
+from tests.unit.test_queries import built_from, raw_events
 
 SCHEMA = pl.Schema({name: LEAD_FACTS[name] for name in COLUMNS})
 

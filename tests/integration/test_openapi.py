@@ -40,8 +40,8 @@ from kenbun_analytics.errors import (
 )
 from kenbun_analytics.web.openapi import DATE_PATTERN
 from kenbun_analytics.web.params import _DATE, _TIMESTAMP, parse_bound
+from support.world import World, from_json
 from tests.conftest import LiveServer, live_server, make_app, refresh
-from tests.world import World, from_json
 
 Client = TestClient[Litestar]
 DOCUMENT = "/schema/openapi.json"

@@ -17,9 +17,9 @@ from kenbun_analytics.errors import SourceError, Unauthenticated
 from kenbun_analytics.settings import Settings, load_settings
 from kenbun_analytics.web.auth import Authenticator, digest, has_valid_checksum, new_secret
 from kenbun_analytics.web.observability import JsonFormatter
+from support.hostile_corpus import exchange, get
+from support.world import World, basic
 from tests.conftest import LiveServer, make_app, refresh
-from tests.hostile_corpus import exchange, get
-from tests.world import World, basic
 
 Client = TestClient[Litestar]
 ENDPOINTS = ["/analytics/campaigns", "/analytics/campaigns/spring/leads", "/org-units"]

@@ -18,8 +18,8 @@ from litestar.testing import TestClient
 from psycopg.types.json import Jsonb
 
 from kenbun_analytics.layout import read_points
+from support.world import World, from_json, normalized
 from tests.conftest import make_app, refresh
-from tests.world import World, from_json, normalized
 
 UTM_VALUES = [
     "spring",

@@ -14,8 +14,8 @@ import uvloop
 from uvicorn.server import ServerState
 
 from kenbun_analytics.web.serving import HELD_BYTES, CoalescedWrites, uvicorn_options
+from support.world import World
 from tests.conftest import LiveServer
-from tests.world import World
 
 
 class Recorded(asyncio.Transport):

@@ -30,8 +30,8 @@ from kenbun_analytics.scheduler import Refresher
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import SnapshotStore
 from kenbun_analytics.web.answers import campaigns_body
+from support.world import World, backend_waiting_on_lock, until
 from tests.conftest import admin, refresh
-from tests.world import World, backend_waiting_on_lock, until
 
 Client = TestClient[Litestar]
 

@@ -11,8 +11,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from support.world import World, at
 from tests.conftest import refresh
-from tests.world import World, at
 
 Client = TestClient[Litestar]
 

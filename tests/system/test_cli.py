@@ -193,8 +193,8 @@ def test_credentials_lifecycle_through_the_cli(
     """users and credentials commands create what the API accepts, and revoke it."""
     from litestar.testing import TestClient
 
+    from support.world import basic
     from tests.conftest import make_app
-    from tests.world import basic
 
     def run(*argv: str) -> str:
         assert main([*argv, "--database-url", database_url], environ={}) == 0

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from support.world import World
 from tests.conftest import LiveServer, live_server, make_app
-from tests.world import World
 
 MAX_EXAMPLES = int(os.environ.get("KENBUN_FUZZ_EXAMPLES", "25"))
 

@@ -19,7 +19,7 @@ import psutil
 
 import kenbun_analytics
 from kenbun_analytics.embedded import free_port
-from tests.world import World
+from support.world import World
 
 SRC = str(Path(kenbun_analytics.__file__).parents[1])
 """Where the package under test lives: the child process runs the same code."""

@@ -27,8 +27,8 @@ from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import SnapshotStore
 from kenbun_analytics.web.app import create_app
 from kenbun_analytics.web.observability import JsonFormatter
+from support.world import World, backend_waiting_on_lock, until
 from tests.conftest import admin
-from tests.world import World, backend_waiting_on_lock, until
 
 Client = TestClient[Litestar]
 

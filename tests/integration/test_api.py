@@ -6,8 +6,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from support.world import World
 from tests.conftest import refresh
-from tests.world import World
 
 Client = TestClient[Litestar]
 

@@ -15,8 +15,8 @@ from kenbun_analytics.errors import RateLimited
 from kenbun_analytics.layout import resident_bytes
 from kenbun_analytics.web.observability import JsonFormatter, redact
 from kenbun_analytics.web.ratelimit import RateLimiter
+from support.world import World
 from tests.conftest import admin, make_app, refresh
-from tests.world import World
 
 Client = TestClient[Litestar]
 

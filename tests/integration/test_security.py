@@ -22,10 +22,10 @@ from kenbun_analytics.web.cache import ResultCache
 from kenbun_analytics.web.guard import MAX_HEAD_BYTES
 from kenbun_analytics.web.observability import Metrics, observe
 from kenbun_analytics.web.serving import uvicorn_options
+from support.hostile_corpus import exchange
+from support.world import World
 from tests.conftest import LiveServer, admin, make_app, refresh
-from tests.hostile_corpus import exchange
-from tests.test_serving import Recorded
-from tests.world import World
+from tests.system.test_serving import Recorded
 
 Client = TestClient[Litestar]
 
