@@ -33,12 +33,13 @@ import polars as pl
 
 from kenbun_analytics import queries
 from kenbun_analytics.engine.filters import (
-    INDEX_SHARE,
     NO_FILTERS,
     ROWS,
     Filters,
     codes_of,
     gather_events,
+    index_pays,
+    index_size,
     keep_passing,
     passing_rows,
 )
@@ -317,9 +318,9 @@ def lead_page(
         | rows.to_numpy().astype(np.uint64)
     )
     lead = packed >> np.uint64(32)
-    starts = np.flatnonzero(np.diff(lead, prepend=np.uint64(_lead_bound(layout) + 1)))
-    starts = starts[lead[starts] < _lead_bound(layout)]
-    ends = np.append(starts[1:], np.flatnonzero(lead < _lead_bound(layout)).size) - 1
+    known = int(np.count_nonzero(lead < _lead_bound(layout)))  # the null leads sort last
+    starts = np.flatnonzero(np.diff(lead[:known], prepend=np.uint64(_lead_bound(layout))))
+    ends = np.append(starts[1:], known)[: starts.size] - 1
     low = np.uint64((1 << 32) - 1)
     touches = pl.DataFrame(
         {
@@ -378,22 +379,20 @@ def _name_runs(
     value, or None for a run of several values.
 
     A value index gives one run per name when its rows are few
-    (:data:`INDEX_SHARE`); otherwise one scan of the window's codes gives one run."""
+    (:func:`~kenbun_analytics.engine.filters.index_pays`); otherwise one scan
+    of the window's codes gives one run."""
     charted = set(names) & filters.values(group_by) if filters.values(group_by) else set(names)
     codes = codes_of(layout, group_by, charted)
     if not codes or hi <= lo:
         return []
-    others = filters.without(group_by)
-    if group_by in layout.indexes:
-        index = layout.indexes[group_by]
-        size = sum(int(index.offsets[code + 1]) - int(index.offsets[code]) for code in codes)
-        if size * INDEX_SHARE <= hi - lo:
-            known = layout.codes[group_by]
-            return [
-                (position, keep_passing(layout, others, index.rows_of(known[name], lo, hi)))
-                for position, name in enumerate(names)
-                if name in charted and name in known
-            ]
+    if index_pays(index_size(layout, group_by, codes), lo, hi):
+        index, known = layout.indexes[group_by], layout.codes[group_by]
+        others = filters.without(group_by)
+        return [
+            (position, keep_passing(layout, others, index.rows_of(known[name], lo, hi)))
+            for position, name in enumerate(names)
+            if name in charted and name in known
+        ]
     selection = Filters.of(
         **{key: charted if key == group_by else filters.values(key) for key in KEYS}
     )

@@ -143,11 +143,20 @@ def _indexed_rows(
     return pl.Series("row", np.sort(merged) if ordered else merged, dtype=ROWS)
 
 
-def _index_size(layout: Layout, key: str, codes: list[int]) -> int:
-    """The events (in any window) of ``codes`` in ``key``'s value index."""
+def index_size(layout: Layout, key: str, codes: list[int]) -> int | None:
+    """The events (in any window) of ``codes`` in ``key``'s value index; None
+    when ``key`` has no value index."""
+    if key not in layout.indexes:
+        return None
     offsets = layout.indexes[key].offsets
     bound = offsets.len() - 1
     return sum(int(offsets[code + 1]) - int(offsets[code]) for code in codes if code < bound)
+
+
+def index_pays(size: int | None, lo: int, hi: int) -> bool:
+    """Whether reading ``size`` rows from a value index (:func:`index_size`)
+    costs less than scanning the codes of rows [lo, hi) (:data:`INDEX_SHARE`)."""
+    return size is not None and size * INDEX_SHARE <= hi - lo
 
 
 def passing_rows(
@@ -167,16 +176,12 @@ def passing_rows(
     wanted = {key: codes_of(layout, key, filters.values(key)) for key in filters.keys}
     if not all(wanted.values()):
         return pl.Series("row", [], dtype=ROWS)
-    sizes = {
-        key: _index_size(layout, key, codes)
-        for key, codes in wanted.items()
-        if key in layout.indexes
-    }
-    if sizes:
-        driver = min(sizes, key=lambda key: sizes[key])
-        if sizes[driver] * INDEX_SHARE <= hi - lo:
-            rows = _indexed_rows(layout, driver, wanted[driver], lo, hi, ordered=ordered)
-            return keep_passing(layout, filters.without(driver), rows)
+    sizes = {key: index_size(layout, key, codes) for key, codes in wanted.items()}
+    paying = [key for key, size in sizes.items() if index_pays(size, lo, hi)]
+    if paying:
+        driver = min(paying, key=lambda key: sizes[key] or 0)
+        rows = _indexed_rows(layout, driver, wanted[driver], lo, hi, ordered=ordered)
+        return keep_passing(layout, filters.without(driver), rows)
     if not wanted:
         return pl.int_range(lo, hi, dtype=ROWS, eager=True).alias("row")
     window = layout.events.slice(lo, hi - lo)

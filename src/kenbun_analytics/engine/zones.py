@@ -37,12 +37,24 @@ def day_start(day: date, tz: ZoneInfo) -> datetime:
     the clocks jump (found by bisection between the two readings of the
     skipped midnight, the earlier of which lies before the jump).
     """
+    return _start(day, tz).astimezone(tz)
+
+
+def day_end(day: date, tz: ZoneInfo) -> datetime:
+    """The last microsecond of the local date ``day`` in ``tz`` (the next day's
+    start minus one microsecond), aware in ``tz``."""
+    return (_start(day + timedelta(days=1), tz) - MICROSECOND).astimezone(tz)
+
+
+def _start(day: date, tz: ZoneInfo) -> datetime:
+    """:func:`day_start` in UTC. Arithmetic and comparisons stay in UTC: Python
+    compares and shifts two datetimes of the same zone by their wall clocks."""
     wall = datetime.combine(day, time(), tzinfo=tz)
     instant = wall.astimezone(UTC)
-    if _local_date(instant, tz) == day and instant.astimezone(tz).time() == time():
-        return instant.astimezone(tz)
+    if instant.astimezone(tz).replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return instant
     # Midnight is in a gap: fold=0 reads it with the offset before the jump (an
-    # instant at or after it), fold=1 with the offset after (one before it).
+    # instant after it), fold=1 with the offset after (one before it).
     before = utc_micros(wall.replace(fold=1).astimezone(UTC))
     after = utc_micros(instant)
     while after - before > 1:
@@ -51,13 +63,7 @@ def day_start(day: date, tz: ZoneInfo) -> datetime:
             after = middle
         else:
             before = middle
-    return (_EPOCH + after * MICROSECOND).astimezone(tz)
-
-
-def day_end(day: date, tz: ZoneInfo) -> datetime:
-    """The last microsecond of the local date ``day`` in ``tz`` (the next day's
-    start minus one microsecond), aware in ``tz``."""
-    return (day_start(day + timedelta(days=1), tz) - MICROSECOND).astimezone(tz)
+    return _EPOCH + after * MICROSECOND
 
 
 def _local_date(instant: datetime, tz: ZoneInfo) -> date:
@@ -99,20 +105,21 @@ def bucket_starts(
     the day before its bucket's). With ``limit``, at most ``limit + 1``
     starts: more than ``limit`` says the window holds more buckets than that.
     """
+    first, last = first.astimezone(UTC), last.astimezone(UTC)
     if last < first:
         return []
     day = _floor(_local_date(first, tz), interval)
     following = _next(day, interval)
-    while day_start(following, tz) <= first:
+    while _start(following, tz) <= first:
         day, following = following, _next(following, interval)
     starts: list[datetime] = []
-    while (start := day_start(day, tz)) <= last:
+    while (start := _start(day, tz)) <= last:
         if not starts or start > starts[-1]:  # a skipped date starts where the next one does
             starts.append(start)
             if limit is not None and len(starts) > limit:
                 break
         day = _next(day, interval)
-    return starts
+    return [start.astimezone(tz) for start in starts]
 
 
 def bucket_edges(starts: list[datetime], tz: ZoneInfo, interval: Interval) -> list[int]:
@@ -121,8 +128,9 @@ def bucket_edges(starts: list[datetime], tz: ZoneInfo, interval: Interval) -> li
     instants ``edges[k] <= t < edges[k + 1]``."""
     if not starts:
         return []
-    following = _next(_floor(_local_date(starts[-1], tz), interval), interval)
-    while (end := day_start(following, tz)) <= starts[-1]:
+    last = starts[-1].astimezone(UTC)
+    following = _next(_floor(_local_date(last, tz), interval), interval)
+    while (end := _start(following, tz)) <= last:
         following = _next(following, interval)
     return [utc_micros(start) for start in starts] + [utc_micros(end)]
 
