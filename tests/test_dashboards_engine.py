@@ -474,7 +474,7 @@ def test_a_time_series_cuts_its_buckets_to_the_window() -> None:
     lo, hi = queries.window_rows(built.times, T0 + timedelta(hours=12), T0 + timedelta(hours=60))
     edges = [utc_micros(T0 + timedelta(days=day)) for day in range(4)]
     series = timeseries(
-        built, group_by="campaign", lo=lo, hi=hi, names=["a", "zz", "b", "a"], edges=edges
+        built, group_by="campaign", lo=lo, hi=hi, names=["a", "zz", "", "b", "a"], edges=edges
     )
     assert series.schema == TIMESERIES
     got = series.select(
@@ -891,7 +891,7 @@ def check_query(world: World, unit: str, built: Layout, query: Query) -> None:
     reference = world.reference_timeseries(
         unit, key, start, end, query.filters, query.tz, query.interval
     )
-    charted = list(dict.fromkeys(names))
+    charted = [name for name in dict.fromkeys(names) if name]
     assert series.height == len(charted) * len(starts)
     cells = {(name, bucket): row for name, bucket, *row in series.iter_rows()}
     for name in charted:

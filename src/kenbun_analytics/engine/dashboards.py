@@ -201,10 +201,11 @@ def timeseries(
     names: Sequence[str],
     edges: Sequence[int],
 ) -> pl.DataFrame:
-    """The metrics of each of ``names`` (a repeat counts once) in each bucket
-    (:data:`TIMESERIES`): for name N and bucket k, N's aggregate row
-    (:func:`campaign_rows`) over the window cut to the bucket, zeros where N
-    has no events there. Rows are by name in the order given, then by bucket.
+    """The metrics of each of ``names`` in each bucket (:data:`TIMESERIES`):
+    for name N and bucket k, N's aggregate row (:func:`campaign_rows`) over
+    the window cut to the bucket, zeros where N has no events there. Rows are
+    by name in the order given (a repeat charted once, an empty name not at
+    all), then by bucket.
 
     ``edges`` are the buckets' UTC microseconds (ascending): bucket ``k`` holds
     the events at ``edges[k] <= t < edges[k + 1]``
@@ -215,7 +216,7 @@ def timeseries(
     edge falls among the time-sorted events is found by binary search, and
     the rows of each name, ascending, are split at those rows.
     """
-    names = list(dict.fromkeys(names))
+    names = list(dict.fromkeys(name for name in names if name))
     buckets = max(len(edges) - 1, 0)
     cells = len(names) * buckets
     if not cells:

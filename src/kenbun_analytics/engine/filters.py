@@ -96,17 +96,24 @@ def _matching(codes: pl.Series, wanted: list[int]) -> pl.Series:
     return codes.is_in(pl.Series(wanted, dtype=codes.dtype).implode()).fill_null(value=False)
 
 
+SPARSE = 5
+"""Rows are gathered from the events' chunks as they are when fewer than one
+in SPARSE of their span: copying the span into one chunk first costs more."""
+
+
 def gather_events(layout: Layout, columns: Sequence[str], rows: pl.Series) -> pl.DataFrame:
     """The event ``columns`` at ``rows``.
 
     A layout read from files holds its events in many chunks, where a gather
-    looks up each row's chunk; the rows' span is copied into one chunk first,
-    which costs less than those lookups.
+    looks up each row's chunk. For many rows, the rows' span is copied into
+    one chunk first, which costs less than those lookups.
     """
     events = layout.events.select(columns)
     if events.n_chunks() == 1 or rows.is_empty():
         return events[rows]
     first, last = cast(int, rows.min()), cast(int, rows.max())
+    if rows.len() * SPARSE < last - first + 1:
+        return events[rows]
     span = events.slice(first, last - first + 1).rechunk()
     return span[(rows - first).cast(ROWS)] if first else span[rows]
 
