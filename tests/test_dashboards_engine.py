@@ -49,7 +49,7 @@ from kenbun_analytics.layout import KEYS, MONEY, Layout
 from kenbun_analytics.load import load_unit
 from kenbun_analytics.source import Source
 from tests.test_properties import AMOUNTS, LEVELS, SCORE_DELTAS, STAGES
-from tests.test_queries import EVENTS, T0, as_read, built_from, raw_events
+from tests.test_queries import EVENTS, MOMENTS, T0, as_read, built_from, raw_events
 from tests.world import SERIES_FIELDS, World, normalized
 
 MICRO = timedelta(microseconds=1)
@@ -493,6 +493,57 @@ def test_a_time_series_cuts_its_buckets_to_the_window() -> None:
     ]
     assert timeseries(built, group_by="campaign", lo=lo, hi=hi, names=[], edges=edges).is_empty()
     assert timeseries(built, group_by="campaign", lo=lo, hi=hi, names=["a"], edges=[]).is_empty()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.dictionaries(st.integers(0, 60), EVENTS, max_size=30),
+    filters=st.builds(
+        Filters.of,
+        campaign=st.lists(st.sampled_from(["a", "b", "zz", ""]), max_size=2),
+        source=st.just([]) | st.lists(st.sampled_from(["s", "t"]), max_size=2),
+    ),
+    shift=st.sampled_from([0, 0, 5, 19]),
+    step=st.sampled_from([24, 24, 48, 7]),
+    start=st.none() | MOMENTS,
+    end=st.none() | MOMENTS,
+)
+def test_each_bucket_is_the_aggregate_of_its_part_of_the_window(
+    events: dict[int, Any],
+    filters: Filters,
+    shift: int,
+    step: int,
+    start: timedelta | None,
+    end: timedelta | None,
+) -> None:
+    """Per name and bucket, the metrics are the filtered aggregate row of that
+    name over the window cut to the bucket (zeros without one): for buckets of
+    whole UTC days, of days shifted by a zone's offset, and of seven hours."""
+    built = built_from(raw_events(events))
+    lo, hi = queries.window_rows(
+        built.times, None if start is None else T0 + start, None if end is None else T0 + end
+    )
+    edges = [utc_micros(T0 + timedelta(hours=shift + step * k)) for k in range(-1, 160 // step + 2)]
+    names = ["a", "b", "zz"]
+    for key in ("campaign", "source"):
+        charted = ["s", "t", "zz"] if key == "source" else names
+        series = timeseries(
+            built, group_by=key, lo=lo, hi=hi, filters=filters, names=charted, edges=edges
+        )
+        row_edges = built.times.searches(pl.Series(edges, dtype=pl.Int64), "left").clip(lo, hi)
+        for bucket in range(len(edges) - 1):
+            cut = dashboards.campaign_rows(
+                built,
+                group_by=key,
+                lo=int(row_edges[bucket]),
+                hi=int(row_edges[bucket + 1]),
+                filters=filters,
+            ).collect()
+            for name in charted:
+                got = series.filter((pl.col("name") == name) & (pl.col("bucket") == bucket))
+                wanted = cut.filter(pl.col("name") == name).select(SERIES_FIELDS)
+                expected = wanted.row(0) if wanted.height else (0, 0, 0, 0, 0, 0, 0)
+                assert got.select(SERIES_FIELDS).row(0) == expected, (key, name, bucket)
 
 
 def test_pages_of_leads_break_ties_by_lead_id() -> None:

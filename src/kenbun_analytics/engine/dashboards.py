@@ -36,10 +36,7 @@ from kenbun_analytics.engine.filters import (
     NO_FILTERS,
     ROWS,
     Filters,
-    codes_of,
     gather_events,
-    index_pays,
-    index_size,
     keep_passing,
     passing_rows,
 )
@@ -222,34 +219,22 @@ def timeseries(
     if not cells:
         return pl.DataFrame(schema=TIMESERIES)
     row_edges = np.clip(layout.times.searches(pl.Series(edges, dtype=pl.Int64), "left"), lo, hi)
-    runs = _name_runs(
-        layout,
-        group_by=group_by,
-        filters=filters,
-        names=names,
-        lo=int(row_edges[0]),
-        hi=int(row_edges[-1]),
+    charted = set(names) & filters.values(group_by) if filters.values(group_by) else set(names)
+    selection = Filters.of(
+        **{key: charted if key == group_by else filters.values(key) for key in KEYS}
     )
-    rows = pl.concat([run for _, run in runs]) if runs else pl.Series("row", [], dtype=ROWS)
-    mixed = any(position is None for position, _ in runs)
-    frame = gather_events(
-        layout, [group_by, "lead", "points"] if mixed else ["lead", "points"], rows
+    # Ascending rows: the gathers read the events in one sweep.
+    rows = (
+        passing_rows(layout, selection, int(row_edges[0]), int(row_edges[-1]))
+        if charted
+        else pl.Series("row", [], dtype=ROWS)
     )
-    cell = np.empty(rows.len(), dtype=np.int64)
-    at = 0
-    positions = _positions(layout, group_by, names)
-    for position, run in runs:
-        run_rows = run.to_numpy()
-        # A run is ascending: its rows of bucket k are one slice, found by binary search.
-        sizes = np.diff(np.searchsorted(run_rows, row_edges))
-        bucket = np.repeat(np.arange(buckets, dtype=np.int64), sizes)
-        if position is None:
-            codes = frame.get_column(group_by).slice(at, run.len()).to_numpy()
-            name = positions[codes.astype(np.intp)]
-        else:
-            name = np.int64(position)
-        cell[at : at + run.len()] = name * buckets + bucket
-        at += run.len()
+    frame = gather_events(layout, [group_by, "lead", "points"], rows)
+    # The rows of bucket k are one slice of them, found by binary search.
+    sizes = np.diff(np.searchsorted(rows.to_numpy(), row_edges))
+    bucket = np.repeat(np.arange(buckets, dtype=np.int64), sizes)
+    codes = frame.get_column(group_by).to_numpy().astype(np.intp)
+    cell = _positions(layout, group_by, names)[codes] * buckets + bucket
     metrics = _cell_metrics(layout, frame, cell, cells=cells)
     grid = pl.int_range(cells, dtype=pl.Int64, eager=True).alias("cell").to_frame()
     zero = pl.lit(0).cast(MONEY)
@@ -372,34 +357,6 @@ def _keyed(
     return frame.drop_nulls(key).select(pl.col(key).alias("cell"), "row", *columns)
 
 
-def _name_runs(
-    layout: Layout, *, group_by: str, filters: Filters, names: list[str], lo: int, hi: int
-) -> list[tuple[int | None, pl.Series]]:
-    """The rows in [lo, hi) of the events of ``names`` that pass ``filters``, as
-    ascending runs, each with the position in ``names`` of all its events'
-    value, or None for a run of several values.
-
-    A value index gives one run per name when its rows are few
-    (:func:`~kenbun_analytics.engine.filters.index_pays`); otherwise one scan
-    of the window's codes gives one run."""
-    charted = set(names) & filters.values(group_by) if filters.values(group_by) else set(names)
-    codes = codes_of(layout, group_by, charted)
-    if not codes or hi <= lo:
-        return []
-    if index_pays(index_size(layout, group_by, codes), lo, hi):
-        index, known = layout.indexes[group_by], layout.codes[group_by]
-        others = filters.without(group_by)
-        return [
-            (position, keep_passing(layout, others, index.rows_of(known[name], lo, hi)))
-            for position, name in enumerate(names)
-            if name in charted and name in known
-        ]
-    selection = Filters.of(
-        **{key: charted if key == group_by else filters.values(key) for key in KEYS}
-    )
-    return [(None, passing_rows(layout, selection, lo, hi))]
-
-
 def _positions(layout: Layout, group_by: str, names: list[str]) -> Ints:
     """For each code of ``group_by``, its value's position in ``names`` (0 when absent)."""
     positions = np.zeros(layout.dictionaries.of(group_by).len(), dtype=np.int64)
@@ -459,7 +416,7 @@ PACKED_BITS = 63
 
 def _distinct_pairs(cell: Ints, codes: Ints, bound: int) -> tuple[Ints, Ints]:
     """The distinct (cell, code) pairs among those given, but those whose code
-    is ``bound`` (a null).
+    is ``bound`` (a null), sorted by cell.
 
     Each pair is packed into one 64-bit integer, the code in the low bits, and
     the integers are sorted (a vectorised sort, several times faster than
@@ -494,8 +451,9 @@ def _cell_metrics(layout: Layout, frame: pl.DataFrame, cell: Ints, *, cells: int
 
     Counts per cell are bincounts; points too when no sum can leave the
     integers that float64 holds exactly (a few points an event: always), else
-    a Polars sum. Distinct (cell, lead) and (cell, account) pairs are found by
-    :func:`_distinct_pairs`; money is summed per cell by Polars, as exact decimals.
+    a Polars sum. The distinct (cell, lead) and (cell, account) pairs are found
+    by :func:`_distinct_pairs`. Money is summed per cell by Polars, as exact
+    decimals.
     """
     total_events = np.bincount(cell, minlength=cells)
     points = frame.get_column("points")
@@ -511,18 +469,20 @@ def _cell_metrics(layout: Layout, frame: pl.DataFrame, cell: Ints, *, cells: int
         )
         total_points = np.zeros(cells, dtype=np.int64)
         total_points[sums.get_column("cell").to_numpy()] = sums.get_column("points").to_numpy()
-    lead_bound = _lead_bound(layout)
+    lead_bound, accounts = _lead_bound(layout), layout.accounts
     lead_cells, leads = _distinct_pairs(
         cell, _filled(frame.get_column("lead"), lead_bound), lead_bound
     )
-    unique_leads = np.bincount(lead_cells, minlength=cells)
-    mql_count = np.bincount(lead_cells[_mqls(layout)[leads]], minlength=cells)
-    accounts = layout.accounts
+    # The pairs come sorted by cell: each cell's are one slice of them.
+    bounds = np.searchsorted(lead_cells, np.arange(cells + 1))
+    unique_leads = np.diff(bounds)
+    mqls = np.concatenate([[0], np.cumsum(_mqls(layout)[leads], dtype=np.int64)])
+    mql_count = mqls[bounds[1:]] - mqls[bounds[:-1]]
     account_of = _filled(layout.leads.get_column("account"), accounts.height)
     account_cells, reached = _distinct_pairs(lead_cells, account_of[leads], accounts.height)
     deals = (
         pl.DataFrame({"cell": account_cells, "account": reached})
-        .with_columns(pl.col("cell").set_sorted())  # pairs come sorted by cell
+        .with_columns(pl.col("cell").set_sorted())  # the pairs come sorted
         .with_columns(
             pl.lit(accounts.get_column(name)).gather(pl.col("account")).alias(name)
             for name in ("deals_count", *MONEY_SUMS)

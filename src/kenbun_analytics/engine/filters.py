@@ -96,7 +96,7 @@ def _matching(codes: pl.Series, wanted: list[int]) -> pl.Series:
     return codes.is_in(pl.Series(wanted, dtype=codes.dtype).implode()).fill_null(value=False)
 
 
-SPARSE = 5
+SPARSE = 64
 """Rows are gathered from the events' chunks as they are when fewer than one
 in SPARSE of their span: copying the span into one chunk first costs more."""
 
@@ -150,7 +150,7 @@ def _indexed_rows(
     return pl.Series("row", np.sort(merged) if ordered else merged, dtype=ROWS)
 
 
-def index_size(layout: Layout, key: str, codes: list[int]) -> int | None:
+def _index_size(layout: Layout, key: str, codes: list[int]) -> int | None:
     """The events (in any window) of ``codes`` in ``key``'s value index; None
     when ``key`` has no value index."""
     if key not in layout.indexes:
@@ -160,8 +160,8 @@ def index_size(layout: Layout, key: str, codes: list[int]) -> int | None:
     return sum(int(offsets[code + 1]) - int(offsets[code]) for code in codes if code < bound)
 
 
-def index_pays(size: int | None, lo: int, hi: int) -> bool:
-    """Whether reading ``size`` rows from a value index (:func:`index_size`)
+def _index_pays(size: int | None, lo: int, hi: int) -> bool:
+    """Whether reading ``size`` rows from a value index (:func:`_index_size`)
     costs less than scanning the codes of rows [lo, hi) (:data:`INDEX_SHARE`)."""
     return size is not None and size * INDEX_SHARE <= hi - lo
 
@@ -183,8 +183,8 @@ def passing_rows(
     wanted = {key: codes_of(layout, key, filters.values(key)) for key in filters.keys}
     if not all(wanted.values()):
         return pl.Series("row", [], dtype=ROWS)
-    sizes = {key: index_size(layout, key, codes) for key, codes in wanted.items()}
-    paying = [key for key, size in sizes.items() if index_pays(size, lo, hi)]
+    sizes = {key: _index_size(layout, key, codes) for key, codes in wanted.items()}
+    paying = [key for key, size in sizes.items() if _index_pays(size, lo, hi)]
     if paying:
         driver = min(paying, key=lambda key: sizes[key] or 0)
         rows = _indexed_rows(layout, driver, wanted[driver], lo, hi, ordered=ordered)
