@@ -10,11 +10,13 @@ Without filters the aggregate and the first page of leads are today's queries
 previous-day columns and day totals no longer say anything (an event's
 previous pair event may be filtered out), so the events that pass are
 selected (:func:`~kenbun_analytics.engine.filters.passing_rows`) and counted
-afresh: each event goes to a *cell* (a value's code; for a time series, a
-name and a bucket). Events and points per cell are bincounts; the distinct
-(cell, lead) and (cell, account) pairs are found by sorting each pair packed
-into one 64-bit integer (:func:`_distinct_pairs`). Totals, a single cell,
-mark each lead and account code in an array instead.
+afresh, as the events of a time series always are: each event goes to a
+*cell* (a value's code; for a time series, a name and a bucket). Events and
+points per cell are bincounts; the distinct (cell, lead) and (cell, account)
+pairs are found by sorting each pair packed into one 64-bit integer
+(:func:`_distinct_pairs`). Totals, a single cell, mark each lead and account
+code in an array instead. This work is done when a function is called: a
+LazyFrame returned is left only to be collected.
 
 Money is summed as :data:`~kenbun_analytics.layout.MONEY` (exact decimals),
 counts as Int64, times are ``Datetime("us", "UTC")``.
@@ -211,7 +213,7 @@ def timeseries(
 
     An event's bucket is exact and never needs its time: the row where each
     edge falls among the time-sorted events is found by binary search, and
-    the rows of each name, ascending, are split at those rows.
+    the charted names' rows, ascending, are split at those rows.
     """
     names = list(dict.fromkeys(name for name in names if name))
     buckets = max(len(edges) - 1, 0)

@@ -26,8 +26,8 @@ ROWS = pl.UInt32()
 
 INDEX_SHARE = 4
 """A filtered key's value index is read instead of scanning the window's codes
-when its rows are at most 1/INDEX_SHARE of the window's: gathering a row costs
-several times more than comparing a code."""
+when its rows in the window are at most 1/INDEX_SHARE of the window's:
+gathering a row costs several times more than comparing a code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,33 +137,20 @@ def _all(masks: Iterable[pl.Series]) -> pl.Series:
     return combined
 
 
-def _indexed_rows(
-    layout: Layout, key: str, codes: list[int], lo: int, hi: int, *, ordered: bool
-) -> pl.Series:
-    """The rows in [lo, hi) of the events whose ``key`` has one of ``codes``,
-    from the key's value index: ascending when ``ordered``, else ascending
-    per code."""
-    parts = [layout.indexes[key].rows_of(code, lo, hi) for code in codes]
+def _indexed(layout: Layout, key: str, codes: list[int], lo: int, hi: int) -> list[pl.Series]:
+    """For each of ``codes``, the ascending rows in [lo, hi) of the events
+    whose ``key`` has it, from the key's value index (binary searches)."""
+    index = layout.indexes[key]
+    return [index.rows_of(code, lo, hi) for code in codes]
+
+
+def _merged(parts: list[pl.Series], *, ordered: bool) -> pl.Series:
+    """The rows of ``parts`` together: ascending when ``ordered``, else
+    ascending part by part."""
     if len(parts) == 1:
         return parts[0]
     merged = np.concatenate([part.to_numpy() for part in parts])
     return pl.Series("row", np.sort(merged) if ordered else merged, dtype=ROWS)
-
-
-def _index_size(layout: Layout, key: str, codes: list[int]) -> int | None:
-    """The events (in any window) of ``codes`` in ``key``'s value index; None
-    when ``key`` has no value index."""
-    if key not in layout.indexes:
-        return None
-    offsets = layout.indexes[key].offsets
-    bound = offsets.len() - 1
-    return sum(int(offsets[code + 1]) - int(offsets[code]) for code in codes if code < bound)
-
-
-def _index_pays(size: int | None, lo: int, hi: int) -> bool:
-    """Whether reading ``size`` rows from a value index (:func:`_index_size`)
-    costs less than scanning the codes of rows [lo, hi) (:data:`INDEX_SHARE`)."""
-    return size is not None and size * INDEX_SHARE <= hi - lo
 
 
 def passing_rows(
@@ -173,21 +160,25 @@ def passing_rows(
     the window without filters): ascending, or with ``ordered`` false in any
     order (several values read from a value index are not merged then).
 
-    The filtered key whose value index holds the fewest rows gives the
-    candidates when those are few (:data:`INDEX_SHARE`), and the other keys are
-    checked on them alone; otherwise the window's codes of every filtered key
-    are compared in one pass.
+    The filtered key whose value index holds the fewest rows in the window
+    gives the candidates when those are few (:data:`INDEX_SHARE`), and the
+    other keys are checked on them alone; otherwise the window's codes of
+    every filtered key are compared in one pass.
     """
     if hi <= lo:
         return pl.Series("row", [], dtype=ROWS)
     wanted = {key: codes_of(layout, key, filters.values(key)) for key in filters.keys}
     if not all(wanted.values()):
         return pl.Series("row", [], dtype=ROWS)
-    sizes = {key: _index_size(layout, key, codes) for key, codes in wanted.items()}
-    paying = [key for key, size in sizes.items() if _index_pays(size, lo, hi)]
-    if paying:
-        driver = min(paying, key=lambda key: sizes[key] or 0)
-        rows = _indexed_rows(layout, driver, wanted[driver], lo, hi, ordered=ordered)
+    indexed = {
+        key: _indexed(layout, key, codes, lo, hi)
+        for key, codes in wanted.items()
+        if key in layout.indexes
+    }
+    sizes = {key: sum(part.len() for part in parts) for key, parts in indexed.items()}
+    driver = min(sizes, key=lambda key: sizes[key], default=None)
+    if driver is not None and sizes[driver] * INDEX_SHARE <= hi - lo:
+        rows = _merged(indexed[driver], ordered=ordered)
         return keep_passing(layout, filters.without(driver), rows)
     if not wanted:
         return pl.int_range(lo, hi, dtype=ROWS, eager=True).alias("row")
