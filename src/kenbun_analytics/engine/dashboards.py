@@ -20,6 +20,22 @@ LazyFrame returned is left only to be collected.
 
 Money is summed as :data:`~kenbun_analytics.layout.MONEY` (exact decimals),
 counts as Int64, times are ``Datetime("us", "UTC")``.
+
+A request's way through them, dates in its zone ``tz``::
+
+    start = zones.day_start(start_date, tz)  # or an RFC 3339 bound as it is
+    end = zones.day_end(end_date, tz)
+    lo, hi = queries.window_rows(layout.times, start, end)
+    rows = campaign_rows(layout, group_by=key, lo=lo, hi=hi, filters=filters).collect()
+    total = totals(layout, group_by=key, lo=lo, hi=hi, filters=filters)
+    span = event_span(layout, group_by=key, lo=lo, hi=hi, filters=filters)
+    # Buckets need both ends: a missing bound is the first or last event (span).
+    starts = zones.bucket_starts(tz, interval, start or span[0], end or span[1], limit=1000)
+    series = timeseries(layout, group_by=key, lo=lo, hi=hi, filters=filters,
+                        names=names or top_names(rows),
+                        edges=zones.bucket_edges(starts, tz, interval))
+    page = lead_page(layout, rows=value_rows(layout, group_by=key, name=name, lo=lo,
+                                             hi=hi, filters=filters), offset=0, limit=500)
 """
 
 from __future__ import annotations
