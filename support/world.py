@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -262,6 +262,100 @@ class World:
         ]
         return [normalized(dict(zip(names, row, strict=True))) for row in rows]
 
+    # ------------------------------------------- reference: dashboards.md --
+
+    def reference_filtered_campaigns(
+        self,
+        org_unit: str,
+        key: str,
+        start: datetime | None,
+        end: datetime | None,
+        filters: Filters | None = None,
+    ) -> list[dict[str, Any]]:
+        """The aggregate rows of ``key`` with ``filters`` (dashboards.md), by total_events, then name."""
+        rows = self.sql(
+            REFERENCE_FILTERED_CAMPAIGNS, _dashboard_params(org_unit, key, start, end, filters)
+        )
+        return [normalized(dict(zip(AGGREGATE_FIELDS, row[1:], strict=True))) for row in rows]
+
+    def reference_totals(
+        self,
+        org_unit: str,
+        key: str,
+        start: datetime | None,
+        end: datetime | None,
+        filters: Filters | None = None,
+    ) -> dict[str, Any]:
+        """The totals of ``key`` with ``filters``: every value as one, each lead and deal once."""
+        params = _dashboard_params(org_unit, key, start, end, filters)
+        (values,) = self.sql(REFERENCE_VALUES, params)[0]
+        rows = self.sql(REFERENCE_TOTALS, params)
+        if not rows:
+            zero = dict.fromkeys(AGGREGATE_FIELDS[1:8], 0)
+            return normalized(
+                {"values": values, **zero, "first_event_at": None, "last_event_at": None}
+            )
+        fields = dict(zip(AGGREGATE_FIELDS, rows[0][1:], strict=True))
+        del fields["name"]
+        return normalized({"values": values, **fields})
+
+    def reference_timeseries(
+        self,
+        org_unit: str,
+        key: str,
+        start: datetime | None,
+        end: datetime | None,
+        filters: Filters | None,
+        tz: str,
+        interval: str,
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The metrics of each (value, bucket) with events, by value and the local
+        date (YYYY-MM-DD) on which PostgreSQL's own ``date_trunc`` in ``tz`` starts
+        the bucket of each event."""
+        params = {
+            **_dashboard_params(org_unit, key, start, end, filters),
+            "tz": tz,
+            "interval": interval,
+        }
+        out = {}
+        for row in self.sql(REFERENCE_TIMESERIES, params):
+            fields = normalized(dict(zip(AGGREGATE_FIELDS, row[1:], strict=True)))
+            out[fields.pop("name"), row[0]] = {name: fields[name] for name in SERIES_FIELDS}
+        return out
+
+    def reference_lead_page(
+        self,
+        org_unit: str,
+        key: str,
+        value: str,
+        start: datetime | None,
+        end: datetime | None,
+        filters: Filters | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the drilldown of ``value`` with ``filters``, and the number of its leads."""
+        params = {
+            **_dashboard_params(org_unit, key, start, end, filters),
+            "value": value,
+            "offset": offset,
+            "limit": limit,
+        }
+        rows = self.sql(REFERENCE_LEAD_PAGE, params)
+        (total,) = self.sql(REFERENCE_LEAD_COUNT, params)[0]
+        return [normalized(dict(zip(LEAD_FIELDS, row, strict=True))) for row in rows], total
+
+    def zone_day(self, day: date, tz: str, *, end: bool) -> datetime:
+        """PostgreSQL's first instant of ``day`` in ``tz`` (local midnight read in the
+        zone), or with ``end`` the instant before the next day's."""
+        statement = (
+            "SELECT (%(day)s::date + 1)::timestamp AT TIME ZONE %(tz)s - interval '1 microsecond'"
+            if end
+            else "SELECT %(day)s::date::timestamp AT TIME ZONE %(tz)s"
+        )
+        moment: datetime = self.sql(statement, {"day": day, "tz": tz})[0][0]
+        return moment
+
 
 def basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
@@ -416,3 +510,144 @@ def until(condition: Callable[[], Any], timeout: float, what: str) -> float:
             return time.monotonic() - started
         time.sleep(0.05)
     pytest.fail(f"not within {timeout} s: {what}")
+
+
+# ------------------------------------------------------ dashboards.md --
+
+Filters = dict[str, list[str]]
+"""Per UTM key (``campaign``, ``source``, ``medium``), the values an event must have."""
+
+AGGREGATE_FIELDS = (
+    "name",
+    "total_events",
+    "unique_leads",
+    "mql_count",
+    "total_points",
+    "deals_count",
+    "pipeline_value",
+    "closed_won_value",
+    "first_event_at",
+    "last_event_at",
+)
+SERIES_FIELDS = AGGREGATE_FIELDS[1:8]
+LEAD_FIELDS = (
+    "lead_id",
+    "display_name",
+    "email",
+    "first_name",
+    "last_name",
+    "title",
+    "company",
+    "score",
+    "level",
+    "account_id",
+    "account_name",
+    "deal_stage",
+    "deal_amount",
+    "first_touch_at",
+    "last_touch_at",
+)
+
+
+def _dashboard_params(
+    org_unit: str, key: str, start: datetime | None, end: datetime | None, filters: Filters | None
+) -> dict[str, Any]:
+    given = filters or {}
+    return {
+        "ou": org_unit,
+        "key": key,
+        "start": start,
+        "end": end,
+        **{
+            f"f_{name}": [v for v in given.get(name, []) if v]
+            for name in ("campaign", "source", "medium")
+        },
+    }
+
+
+_FILTERED = """
+    SELECT e.id, e.lead_id, e.occurred_at, e.metadata, e.metadata ->> %(key)s AS v
+    FROM events e
+    WHERE e.org_unit_id = %(ou)s
+      AND NOT (e.normalized AND NOT e.normalized_parent)
+      AND e.metadata ->> %(key)s IS NOT NULL
+      AND e.metadata ->> %(key)s <> ''
+      AND (%(start)s::timestamptz IS NULL OR e.occurred_at >= %(start)s::timestamptz)
+      AND (%(end)s::timestamptz IS NULL OR e.occurred_at <= %(end)s::timestamptz)
+      AND (cardinality(%(f_campaign)s::text[]) = 0 OR e.metadata ->> 'utm_campaign' = ANY(%(f_campaign)s::text[]))
+      AND (cardinality(%(f_source)s::text[]) = 0 OR e.metadata ->> 'utm_source' = ANY(%(f_source)s::text[]))
+      AND (cardinality(%(f_medium)s::text[]) = 0 OR e.metadata ->> 'utm_medium' = ANY(%(f_medium)s::text[]))
+"""
+
+
+def _grouped(group: str, cell: str) -> str:
+    """The aggregate rules of semantics.md over the filtered counting events, one
+    row per (``group``, ``cell``): ``group`` is the row's name, ``cell`` splits it
+    further (a bucket) or is constant. Rows: cell, then the aggregate fields."""
+    return f"""
+WITH counting AS (
+    SELECT f.*, {group} AS g, {cell} AS b FROM ({_FILTERED}) AS f
+),
+totals AS (
+    SELECT g, b,
+           count(*) AS total_events,
+           count(DISTINCT lead_id) AS unique_leads,
+           sum(CASE WHEN abs(raw_points) <= 1000000000 THEN raw_points ELSE 0 END)::bigint AS total_points,
+           min(occurred_at) AS first_event_at,
+           max(occurred_at) AS last_event_at
+    FROM (
+        SELECT c.g, c.b, c.lead_id, c.occurred_at,
+               CASE
+                   WHEN jsonb_typeof(c.metadata -> 'score_delta') = 'number'
+                       THEN round((c.metadata ->> 'score_delta')::numeric)
+                   WHEN jsonb_typeof(c.metadata -> 'score_delta') = 'string'
+                        AND (c.metadata ->> 'score_delta') ~ '^-?[0-9]+(\\.[0-9]+)?$'
+                       THEN round((c.metadata ->> 'score_delta')::numeric)
+               END AS raw_points
+        FROM counting c
+    ) AS scored
+    GROUP BY g, b
+),
+cell_leads AS (SELECT DISTINCT g, b, lead_id FROM counting WHERE lead_id IS NOT NULL),
+mqls AS (
+    SELECT cl.g, cl.b, count(*) AS mql_count
+    FROM cell_leads cl JOIN leads l ON l.id = cl.lead_id
+    WHERE lower(trim(l.engagement_level)) IN ('warm', 'hot')
+    GROUP BY cl.g, cl.b
+),
+cell_deals AS (
+    SELECT DISTINCT cl.g, cl.b, d.id, d.amount, d.stage
+    FROM cell_leads cl
+    JOIN leads l ON l.id = cl.lead_id
+    JOIN deals d ON d.account_id = l.account_id AND d.org_unit_id = %(ou)s
+),
+deal_sums AS (
+    SELECT g, b, count(*) AS deals_count,
+           COALESCE(sum(amount), 0) AS pipeline_value,
+           COALESCE(sum(amount) FILTER (WHERE lower(trim(stage)) IN ('closedwon', 'closed_won')), 0)
+               AS closed_won_value
+    FROM cell_deals GROUP BY g, b
+)
+SELECT t.b, t.g, t.total_events, t.unique_leads, COALESCE(m.mql_count, 0), t.total_points,
+       COALESCE(d.deals_count, 0), COALESCE(d.pipeline_value, 0), COALESCE(d.closed_won_value, 0),
+       t.first_event_at, t.last_event_at
+FROM totals t
+LEFT JOIN mqls m ON m.g = t.g AND m.b = t.b
+LEFT JOIN deal_sums d ON d.g = t.g AND d.b = t.b
+ORDER BY t.total_events DESC, t.g COLLATE "C", t.b
+"""
+
+
+REFERENCE_FILTERED_CAMPAIGNS = _grouped("f.v", "''")
+REFERENCE_TOTALS = _grouped("''", "''")
+REFERENCE_VALUES = f"SELECT count(DISTINCT v) FROM ({_FILTERED}) AS f"
+REFERENCE_TIMESERIES = _grouped(
+    "f.v",
+    "to_char(date_trunc(%(interval)s, f.occurred_at AT TIME ZONE %(tz)s), 'YYYY-MM-DD')",
+)
+REFERENCE_LEAD_COUNT = f"""
+SELECT count(DISTINCT lead_id) FROM ({_FILTERED}) AS f WHERE v = %(value)s
+"""
+REFERENCE_LEAD_PAGE = REFERENCE_LEADS.replace(_COUNTING, _FILTERED).replace(
+    "LIMIT 500", "LIMIT %(limit)s OFFSET %(offset)s"
+)

@@ -1,0 +1,1 @@
+"""The pure engine: Polars, NumPy and Arrow over a snapshot's layout; no I/O."""
