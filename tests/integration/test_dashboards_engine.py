@@ -1,6 +1,6 @@
 """The dashboard engine (dashboards.md): filters, days in a time zone and buckets,
 totals, time series and pages of leads; on plain frames, and on random worlds
-against the straight-SQL references of ``tests/world.py``."""
+against the straight-SQL references of ``support/world.py``."""
 
 from __future__ import annotations
 
@@ -47,10 +47,10 @@ from kenbun_analytics.engine.zones import (
 from kenbun_analytics.incremental import update
 from kenbun_analytics.layout import KEYS, MONEY, Layout
 from kenbun_analytics.load import load_unit
-from kenbun_analytics.source import Source
-from tests.test_properties import AMOUNTS, LEVELS, SCORE_DELTAS, STAGES
-from tests.test_queries import EVENTS, MOMENTS, T0, as_read, built_from, raw_events
-from tests.world import SERIES_FIELDS, World, normalized
+from kenbun_analytics.source.postgres import Source
+from support.world import SERIES_FIELDS, World, normalized
+from tests.integration.test_properties import AMOUNTS, LEVELS, SCORE_DELTAS, STAGES
+from tests.unit.test_queries import EVENTS, MOMENTS, T0, as_read, built_from, raw_events
 
 MICRO = timedelta(microseconds=1)
 EXAMPLES = max(15, settings().max_examples // 2)
