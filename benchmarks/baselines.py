@@ -23,7 +23,7 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 
-from kenbun_analytics.layout import MONEY
+from kenbun_analytics.engine.frames import MONEY
 from support.world import REFERENCE_CAMPAIGNS
 
 Row = tuple[Any, ...]

@@ -17,7 +17,7 @@ Polars; each asserted to give the same rows), a full snapshot load,
 incremental refreshes after 10,000 changed, new (arriving now, and an hour
 late) and deleted events, snapshot
 bytes per event (every frame, value index, day total, dictionary and lead
-detail, text views counted: :func:`kenbun_analytics.layout.resident_bytes`),
+detail, text views counted: :func:`kenbun_analytics.engine.layout.resident_bytes`),
 RSS drift over repeated refreshes, aggregate p99 while a refresh runs, the
 cached-credential check, and (where ``wrk`` is installed) cached requests per
 second against a constant route on the same server. Results go to
@@ -47,12 +47,14 @@ import psutil
 import psycopg
 
 from benchmarks import baselines
-from kenbun_analytics import admin
-from kenbun_analytics.embedded import EmbeddedPostgres, free_port
-from kenbun_analytics.layout import ACCOUNT_DEALS, LEAD_FACTS, read_points, resident_bytes
-from kenbun_analytics.load import arrow_frame, raw_events_frame
-from kenbun_analytics.scheduler import Refresher
-from kenbun_analytics.seed import org_unit_id, seed_world
+from kenbun_analytics.engine.encode import arrow_frame, raw_events_frame
+from kenbun_analytics.engine.frames import ACCOUNT_DEALS, LEAD_FACTS
+from kenbun_analytics.engine.layout import resident_bytes
+from kenbun_analytics.engine.points import read_points
+from kenbun_analytics.local import admin
+from kenbun_analytics.local.embedded import EmbeddedPostgres, free_port
+from kenbun_analytics.local.seed import org_unit_id, seed_world
+from kenbun_analytics.refresh.refresher import Refresher
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import SnapshotStore
 from kenbun_analytics.web.answers import campaigns_body, leads_body

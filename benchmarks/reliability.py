@@ -46,9 +46,9 @@ from typing import Any
 import psutil
 import psycopg
 
-from kenbun_analytics import admin
-from kenbun_analytics.embedded import EmbeddedPostgres, free_port
-from kenbun_analytics.seed import org_unit_id, seed_world
+from kenbun_analytics.local import admin
+from kenbun_analytics.local.embedded import EmbeddedPostgres, free_port
+from kenbun_analytics.local.seed import org_unit_id, seed_world
 from kenbun_analytics.source.postgres import Source
 from support.hostile_corpus import FORBIDDEN_TEXT, corpus, exchange
 from support.world import backend_waiting_on_lock

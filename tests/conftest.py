@@ -24,7 +24,7 @@ from hypothesis import settings
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics.embedded import EmbeddedPostgres
+from kenbun_analytics.local.embedded import EmbeddedPostgres
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.web.app import create_app
@@ -164,7 +164,7 @@ class LiveServer:
 def live_server(app: Litestar) -> Iterator[LiveServer]:
     import uvicorn
 
-    from kenbun_analytics.embedded import free_port
+    from kenbun_analytics.local.embedded import free_port
     from kenbun_analytics.web.serving import uvicorn_options
 
     port = free_port()

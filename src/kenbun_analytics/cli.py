@@ -378,7 +378,7 @@ def _admin_server_class() -> Any:
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from kenbun_analytics import admin
+    from kenbun_analytics.local import admin
 
     if args.command in {"serve", "demo"}:
         from kenbun_analytics.web.observability import configure_logging
@@ -395,7 +395,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         serve(serve_settings(args, environ))
         return 0
     if args.command == "demo":
-        from kenbun_analytics.demo import run_demo
+        from kenbun_analytics.local.demo import run_demo
 
         run_demo(args, lambda url: _settings(args, environ, url), serve)
         return 0
@@ -405,7 +405,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             applied = source.migrate()
             print("applied: " + ", ".join(applied) if applied else "nothing to apply")
         elif args.command == "seed":
-            from kenbun_analytics.seed import seed_world, terminal_progress
+            from kenbun_analytics.local.seed import seed_world, terminal_progress
 
             source.migrate()
             result = seed_world(

@@ -53,7 +53,7 @@ class Settings:
 
     isolated_loads: bool = True
     """``KENBUN_ISOLATED_LOADS``: run the loads of a full refresh in a child
-    process at a lower CPU priority (:mod:`kenbun_analytics.load`), so that they
+    process at a lower CPU priority (:mod:`kenbun_analytics.refresh.child`), so that they
     neither queue the requests behind their work nor leave their transient
     memory with the server. Off, they run on the server's own threads."""
 

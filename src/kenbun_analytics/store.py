@@ -13,8 +13,8 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from kenbun_analytics.engine.layout import Layout
 from kenbun_analytics.errors import NotReady
-from kenbun_analytics.layout import Layout
 
 
 @dataclass(frozen=True, slots=True)

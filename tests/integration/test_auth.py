@@ -15,7 +15,8 @@ from litestar.testing import TestClient
 
 from kenbun_analytics.errors import SourceError, Unauthenticated
 from kenbun_analytics.settings import Settings, load_settings
-from kenbun_analytics.web.auth import Authenticator, digest, has_valid_checksum, new_secret
+from kenbun_analytics.source.credentials import digest, has_valid_checksum, new_secret
+from kenbun_analytics.web.auth import Authenticator
 from kenbun_analytics.web.observability import JsonFormatter
 from support.hostile_corpus import exchange, get
 from support.world import World, basic

@@ -20,10 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kenbun_analytics import layout as layout_module
-from kenbun_analytics import queries
-from kenbun_analytics.engine import dashboards
+from kenbun_analytics.engine import dashboards, queries
 from kenbun_analytics.engine import filters as filtering
+from kenbun_analytics.engine import index as index_module
 from kenbun_analytics.engine.dashboards import (
     TIMESERIES,
     TOTALS,
@@ -35,6 +34,9 @@ from kenbun_analytics.engine.dashboards import (
     value_rows,
 )
 from kenbun_analytics.engine.filters import Filters, passing_rows
+from kenbun_analytics.engine.frames import KEYS, MONEY
+from kenbun_analytics.engine.layout import Layout
+from kenbun_analytics.engine.patch import update
 from kenbun_analytics.engine.zones import (
     Interval,
     bucket_edges,
@@ -44,9 +46,7 @@ from kenbun_analytics.engine.zones import (
     day_start,
     utc_micros,
 )
-from kenbun_analytics.incremental import update
-from kenbun_analytics.layout import KEYS, MONEY, Layout
-from kenbun_analytics.load import load_unit
+from kenbun_analytics.refresh.full import load_unit
 from kenbun_analytics.source.postgres import Source
 from support.world import SERIES_FIELDS, World, normalized
 from tests.integration.test_properties import AMOUNTS, LEVELS, SCORE_DELTAS, STAGES
@@ -407,7 +407,7 @@ def test_filtered_aggregate(
 def test_rows_read_from_value_indexes_are_those_scanned(given: dict[str, list[str]]) -> None:
     """The rows that pass are the same whether a value index gives them or the
     codes are scanned, in order when asked, in some order otherwise."""
-    with patch.object(layout_module, "INDEXED_VALUES", -1):
+    with patch.object(index_module, "INDEXED_VALUES", -1):
         built = built_from(raw_events(PLAIN))
     assert set(built.indexes) == set(KEYS)
     filters, hi = Filters.of(**given), built.events.height
@@ -975,7 +975,7 @@ def indexing(*, everywhere: bool) -> Iterator[None]:
         yield
         return
     with (
-        patch.object(layout_module, "INDEXED_VALUES", -1),
+        patch.object(index_module, "INDEXED_VALUES", -1),
         patch.object(filtering, "INDEX_SHARE", 0),
     ):
         yield

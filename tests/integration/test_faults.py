@@ -20,8 +20,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics.embedded import EmbeddedPostgres
-from kenbun_analytics.scheduler import Refresher, start_scheduler
+from kenbun_analytics.local.embedded import EmbeddedPostgres
+from kenbun_analytics.refresh.refresher import Refresher
+from kenbun_analytics.refresh.schedule import start_scheduler
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import SnapshotStore

@@ -11,8 +11,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from kenbun_analytics.engine.layout import resident_bytes
 from kenbun_analytics.errors import RateLimited
-from kenbun_analytics.layout import resident_bytes
 from kenbun_analytics.web.observability import JsonFormatter, redact
 from kenbun_analytics.web.ratelimit import RateLimiter
 from support.world import World

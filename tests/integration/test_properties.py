@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 from psycopg.types.json import Jsonb
 
-from kenbun_analytics.layout import read_points
+from kenbun_analytics.engine.points import read_points
 from support.world import World, from_json, normalized
 from tests.conftest import make_app, refresh
 

@@ -16,18 +16,14 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from kenbun_analytics.layout import KEYS, Layout
-from kenbun_analytics.load import (
-    ChildLoads,
-    _Reader,
-    load_unit,
-    read_layout,
-    read_unit,
-    write_layout,
-)
-from kenbun_analytics.priority import LOAD_NICENESS, lower_server_process
-from kenbun_analytics.scheduler import Refresher
+from kenbun_analytics.engine.frames import KEYS
+from kenbun_analytics.engine.layout import Layout
+from kenbun_analytics.refresh.child import ChildLoads, _Reader
+from kenbun_analytics.refresh.full import load_unit, read_unit
+from kenbun_analytics.refresh.handover import read_layout, write_layout
+from kenbun_analytics.refresh.refresher import Refresher
 from kenbun_analytics.source.postgres import Source
+from kenbun_analytics.source.priority import LOAD_NICENESS, lower_server_process
 from kenbun_analytics.store import SnapshotStore
 from kenbun_analytics.web.answers import campaigns_body
 from support.world import World, backend_waiting_on_lock, until

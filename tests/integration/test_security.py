@@ -15,7 +15,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from uvicorn.server import ServerState
 
-from kenbun_analytics.scheduler import RefreshStatus
+from kenbun_analytics.refresh.refresher import RefreshStatus
 from kenbun_analytics.store import SnapshotStore
 from kenbun_analytics.web import hits
 from kenbun_analytics.web.cache import ResultCache

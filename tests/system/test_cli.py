@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from kenbun_analytics.cli import build_parser, main, serve_settings
-from kenbun_analytics.embedded import free_port
-from kenbun_analytics.seed import seed_world
+from kenbun_analytics.local.embedded import free_port
+from kenbun_analytics.local.seed import seed_world
 from kenbun_analytics.source.postgres import Source
 
 

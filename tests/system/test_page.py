@@ -23,9 +23,9 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from kenbun_analytics import admin
-from kenbun_analytics.embedded import free_port
-from kenbun_analytics.seed import seed_world
+from kenbun_analytics.local import admin
+from kenbun_analytics.local.embedded import free_port
+from kenbun_analytics.local.seed import seed_world
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.web.app import create_app

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 import kenbun_analytics
-from kenbun_analytics.embedded import free_port
+from kenbun_analytics.local.embedded import free_port
 from support.world import World
 
 SRC = str(Path(kenbun_analytics.__file__).parents[1])

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kenbun_analytics.details import COLUMNS, Details
-from kenbun_analytics.layout import LEAD_FACTS, MONEY, series_bytes
-from kenbun_analytics.load import read_layout, write_layout
+from kenbun_analytics.engine.details import COLUMNS, Details
+from kenbun_analytics.engine.frames import LEAD_FACTS, MONEY
+from kenbun_analytics.engine.layout import series_bytes
+from kenbun_analytics.refresh.handover import read_layout, write_layout
 from tests.unit.test_queries import built_from, raw_events
 
 SCHEMA = pl.Schema({name: LEAD_FACTS[name] for name in COLUMNS})

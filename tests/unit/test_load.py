@@ -12,8 +12,10 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kenbun_analytics.layout import KEYS, Dictionaries, encode_events
-from kenbun_analytics.load import _child_started, _context, base_events, raw_events_frame
+from kenbun_analytics.engine.codes import Dictionaries, encode_events
+from kenbun_analytics.engine.encode import base_events, raw_events_frame
+from kenbun_analytics.engine.frames import KEYS
+from kenbun_analytics.refresh.child import _child_started, _context
 
 READ = pa.schema(
     {
@@ -90,7 +92,7 @@ def test_an_empty_read_gives_no_events() -> None:
 
 
 NEVER_PURGE = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
-"""The settings of ``kenbun_analytics.child_allocator``, spelled here: importing
+"""The settings of ``kenbun_analytics.refresh.child_allocator``, spelled here: importing
 that module would set them in this process."""
 
 

@@ -13,30 +13,24 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kenbun_analytics import layout as layout_module
-from kenbun_analytics.incremental import patch as patch_layout
-from kenbun_analytics.incremental import update
-from kenbun_analytics.layout import (
+from kenbun_analytics.engine import index as index_module
+from kenbun_analytics.engine import previous as previous_module
+from kenbun_analytics.engine.codes import Dictionaries, encode, encode_events, uuid_key, uuid_text
+from kenbun_analytics.engine.days import compact_days, summable_days
+from kenbun_analytics.engine.frames import (
     ACCOUNT_DEALS,
     LEAD_FACTS,
     LEAD_KEY,
     MONEY,
     RAW_EVENTS,
-    Dictionaries,
-    Layout,
-    base_of,
-    build,
-    compact_days,
-    derive,
-    encode,
-    encode_events,
+    Narrower,
     previous_day,
-    summable_days,
-    uuid_key,
-    uuid_text,
 )
-from kenbun_analytics.queries import campaign_leads, campaign_rows, window_rows
-from kenbun_analytics.times import Times
+from kenbun_analytics.engine.layout import Layout, base_of, build, derive
+from kenbun_analytics.engine.patch import patch as patch_layout
+from kenbun_analytics.engine.patch import update
+from kenbun_analytics.engine.queries import campaign_leads, campaign_rows, window_rows
+from kenbun_analytics.engine.times import Times
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 HOURS = timedelta(hours=1)
@@ -234,7 +228,7 @@ MOMENTS = st.integers(0, 4 * 24).map(lambda hours: timedelta(hours=hours)) | st.
 
 
 WIDTHS = pytest.mark.parametrize(
-    "day_types", [layout_module.DAY_TYPES, ()], ids=["one-byte days", "four-byte days"]
+    "day_types", [previous_module.DAY_TYPES, ()], ids=["one-byte days", "four-byte days"]
 )
 """The previous-day columns as narrow as the events allow, and as wide as they
 get (a snapshot spanning 179 years): the queries read either alike."""
@@ -256,7 +250,7 @@ get (a snapshot spanning 179 years): the queries read either alike."""
     end=st.none() | MOMENTS,
 )
 def test_whole_days_and_partial_days_add_up_to_the_events(
-    day_types: layout_module.Narrower,
+    day_types: Narrower,
     events: list[tuple[str | None, str | None, timedelta, int]],
     start: timedelta | None,
     end: timedelta | None,
@@ -286,7 +280,7 @@ def test_whole_days_and_partial_days_add_up_to_the_events(
             )
         )
     expected.sort(key=lambda row: (-row[1], row[0]))
-    with patch.object(layout_module, "DAY_TYPES", day_types):
+    with patch.object(previous_module, "DAY_TYPES", day_types):
         built = layout(events)
     assert built.events.schema[previous_day("campaign", "lead")] == (
         pl.UInt8 if day_types else pl.UInt32
@@ -366,14 +360,14 @@ def patchable_changes(before: dict[int, Event]) -> st.SearchStrategy[dict[int, E
 
 @pytest.mark.parametrize(
     ("indexed_values", "day_types"),
-    [(-1, layout_module.DAY_TYPES), (layout_module.INDEXED_VALUES, ())],
+    [(-1, previous_module.DAY_TYPES), (index_module.INDEXED_VALUES, ())],
     ids=["indexed, one-byte days", "scanned, four-byte days"],
 )
 @settings(max_examples=120, deadline=None)
 @given(data=st.data(), before=st.dictionaries(st.integers(0, 40), EVENTS, min_size=1, max_size=25))
 def test_a_patched_layout_is_the_layout_of_its_own_events(
     indexed_values: int,
-    day_types: layout_module.Narrower,
+    day_types: Narrower,
     data: st.DataObject,
     before: dict[int, Event],
 ) -> None:
@@ -384,8 +378,8 @@ def test_a_patched_layout_is_the_layout_of_its_own_events(
     final events. With every key indexed, and with none (few values: their
     codes are scanned); with the narrowest and the widest previous-day columns."""
     with (
-        patch.object(layout_module, "INDEXED_VALUES", indexed_values),
-        patch.object(layout_module, "DAY_TYPES", day_types),
+        patch.object(index_module, "INDEXED_VALUES", indexed_values),
+        patch.object(previous_module, "DAY_TYPES", day_types),
     ):
         check_patched_layout(data, before)
 
@@ -558,7 +552,7 @@ WIDE_DAYS = pl.Schema(
         "closed_won_value": MONEY,
     }
 )
-"""Day totals as :func:`kenbun_analytics.layout.day_totals` makes them."""
+"""Day totals as :func:`kenbun_analytics.engine.days.day_totals` makes them."""
 COUNT = st.integers(0, (1 << 31) - 1)
 MONEYS = st.decimals(-(10**35), 10**35, places=2, allow_nan=False, allow_infinity=False)
 
@@ -698,7 +692,7 @@ def assert_same_events(got: Layout, expected: Layout) -> None:
 def test_packed_and_stable_orderings_build_the_same_layout(events: dict[int, Event]) -> None:
     """Pair indices and value indexes are the same whether (key, row) fit one integer."""
     packed = built_from(raw_events(events))
-    with patch.object(layout_module, "PACKED_BITS", 0):
+    with patch.object(index_module, "PACKED_BITS", 0):
         stable = built_from(raw_events(events))
     assert packed.events.equals(stable.events)
     assert packed.indexes.keys() == stable.indexes.keys()
@@ -757,13 +751,13 @@ def test_campaign_leads_orders_and_limits() -> None:
         ("c", 0, 6, [3]),
     ],
 )
-@pytest.mark.parametrize("indexed_values", [-1, layout_module.INDEXED_VALUES])
+@pytest.mark.parametrize("indexed_values", [-1, index_module.INDEXED_VALUES])
 def test_rows_of_finds_a_values_rows_in_a_window(
     indexed_values: int, value: str, lo: int, hi: int, expected: list[int]
 ) -> None:
     """The index, or the scan of a key without one, gives exactly the rows of
     one value inside [lo, hi)."""
-    with patch.object(layout_module, "INDEXED_VALUES", indexed_values):
+    with patch.object(index_module, "INDEXED_VALUES", indexed_values):
         built = layout(
             [
                 ("a", None, 0, 0),

@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kenbun_analytics.times import BUCKET, TIME, Times
+from kenbun_analytics.engine.times import BUCKET, TIME, Times
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Times near and across bucket edges, before 1970 too, and far apart.

@@ -10,7 +10,7 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kenbun_analytics.wire import json_array
+from kenbun_analytics.engine.wire import json_array
 
 MONEY = st.decimals(
     min_value=Decimal("-9999999999999999.99"), max_value=Decimal("9999999999999999.99"), places=2

@@ -1,12 +1,12 @@
 """Dashboards over a layout: filtered aggregates, totals, time series and pages of leads.
 
-The functions take a :class:`~kenbun_analytics.layout.Layout`, the window as
-its row range ``[lo, hi)`` (:func:`kenbun_analytics.queries.window_rows`), the
+The functions take a :class:`~kenbun_analytics.engine.layout.Layout`, the window as
+its row range ``[lo, hi)`` (:func:`kenbun_analytics.engine.queries.window_rows`), the
 grouping key and :class:`~kenbun_analytics.engine.filters.Filters`, and give
 frames; nothing here reads or writes anything else.
 
 Without filters the aggregate and the first page of leads are today's queries
-(:mod:`kenbun_analytics.queries`), unchanged. With filters, the precomputed
+(:mod:`kenbun_analytics.engine.queries`), unchanged. With filters, the precomputed
 previous-day columns and day totals no longer say anything (an event's
 previous pair event may be filtered out), so the events that pass are
 selected (:func:`~kenbun_analytics.engine.filters.passing_rows`) and counted
@@ -18,7 +18,7 @@ pairs are found by sorting each pair packed into one 64-bit integer
 code in an array instead. This work is done when a function is called: a
 LazyFrame returned is left only to be collected.
 
-Money is summed as :data:`~kenbun_analytics.layout.MONEY` (exact decimals),
+Money is summed as :data:`~kenbun_analytics.engine.frames.MONEY` (exact decimals),
 counts as Int64, times are ``Datetime("us", "UTC")``.
 
 A request's way through them, dates in its zone ``tz``::
@@ -49,7 +49,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from kenbun_analytics import queries
+from kenbun_analytics.engine import queries
+from kenbun_analytics.engine.codes import uuid_text
 from kenbun_analytics.engine.filters import (
     NO_FILTERS,
     ROWS,
@@ -58,8 +59,9 @@ from kenbun_analytics.engine.filters import (
     keep_passing,
     passing_rows,
 )
-from kenbun_analytics.layout import KEYS, MONEY, Layout, uuid_text
-from kenbun_analytics.queries import CAMPAIGN_ROW, COUNTS, DRILLDOWN_LIMIT
+from kenbun_analytics.engine.frames import KEYS, MONEY
+from kenbun_analytics.engine.layout import Layout
+from kenbun_analytics.engine.queries import CAMPAIGN_ROW, COUNTS, DRILLDOWN_LIMIT
 
 MONEY_SUMS = ("pipeline_value", "closed_won_value")
 METRICS = (*COUNTS, *MONEY_SUMS)
@@ -90,10 +92,10 @@ def campaign_rows(
     layout: Layout, *, group_by: str, lo: int, hi: int, filters: Filters = NO_FILTERS
 ) -> pl.LazyFrame:
     """One row per value of ``group_by`` with counting events in rows [lo, hi)
-    that pass ``filters`` (:data:`~kenbun_analytics.queries.CAMPAIGN_ROW`, by
+    that pass ``filters`` (:data:`~kenbun_analytics.engine.queries.CAMPAIGN_ROW`, by
     total_events descending, then name by code point).
 
-    Without filters this is :func:`kenbun_analytics.queries.campaign_rows`.
+    Without filters this is :func:`kenbun_analytics.engine.queries.campaign_rows`.
     With filters on ``group_by`` alone, it is that, keeping those values' rows
     (a value's events are all its own). Otherwise every metric is counted over
     the events that pass.
@@ -294,7 +296,7 @@ class LeadsPage:
     """A page of a value's leads, and how many leads there are in all."""
 
     leads: pl.DataFrame
-    """The page's rows, as :func:`kenbun_analytics.queries.campaign_leads` gives them."""
+    """The page's rows, as :func:`kenbun_analytics.engine.queries.campaign_leads` gives them."""
     total: int
     """The value's leads before paging."""
 
@@ -306,7 +308,7 @@ def lead_page(
     ordered by first touch, latest first, then lead_id, from the ``offset``-th
     on, at most ``limit`` of them; and their number before paging.
 
-    The first page is :func:`kenbun_analytics.queries.campaign_leads`. A later
+    The first page is :func:`kenbun_analytics.engine.queries.campaign_leads`. A later
     one finds each lead's first and last row (one sort of (lead, row) packed
     in 64 bits), keeps the leads whose first touch can reach the page (the
     ``offset + limit`` latest first rows, and every lead tied at the time of

@@ -6,8 +6,8 @@ a key without values filters nothing. The events are found by their codes: a
 value missing from a key's dictionary has no events, so it matches nothing.
 
 Rows are positions in the time-sorted events of
-:class:`kenbun_analytics.layout.Layout` (UInt32, ascending), as
-:meth:`~kenbun_analytics.layout.Layout.rows_of` gives them.
+:class:`kenbun_analytics.engine.layout.Layout` (UInt32, ascending), as
+:meth:`~kenbun_analytics.engine.layout.Layout.rows_of` gives them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import cast
 import numpy as np
 import polars as pl
 
-from kenbun_analytics.layout import KEYS, Layout
+from kenbun_analytics.engine.frames import KEYS
+from kenbun_analytics.engine.layout import Layout
 
 ROWS = pl.UInt32()
 """The type of row numbers, as the value indexes hold them."""
@@ -65,7 +66,7 @@ class Filters:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The filtered keys, in :data:`~kenbun_analytics.layout.KEYS` order."""
+        """The filtered keys, in :data:`~kenbun_analytics.engine.frames.KEYS` order."""
         return tuple(key for key in KEYS if self.values(key))
 
     def __bool__(self) -> bool:

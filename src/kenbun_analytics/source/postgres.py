@@ -9,7 +9,7 @@ The SQL below computes the per-row facts that the semantics fix exactly
 (the UTM text, the preferred alias, the most recent deal, the per-account deal
 sums) so that PostgreSQL's own ``->>``, ``trim`` and ``lower`` define them, the
 same functions a straight SQL check uses. The one exception is the score_delta
-reading: it arrives as text and :func:`kenbun_analytics.layout.read_points`
+reading: it arrives as text and :func:`kenbun_analytics.engine.points.read_points`
 rounds it (a property test holds it to PostgreSQL's ``round``).
 """
 
@@ -28,8 +28,8 @@ import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 
 from kenbun_analytics.errors import SourceError
-from kenbun_analytics.priority import lower_server_process
 from kenbun_analytics.source.migrate import migrations, split_statements
+from kenbun_analytics.source.priority import lower_server_process
 
 # The events that are not the duplicate of a normalized pair. Of those, only the
 # ones holding at least one UTM key with a non-empty value can ever count: the
@@ -164,7 +164,7 @@ def _with_connect_timeout(url: str, seconds: int) -> str:
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
     """What a :class:`Source` is opened with: picklable, so that a child process
-    (:mod:`kenbun_analytics.load`) can open its own."""
+    (:mod:`kenbun_analytics.refresh.child`) can open its own."""
 
     url: str
     statement_timeout_seconds: float
@@ -426,7 +426,7 @@ def inlined(sql: str, params: Sequence[Literal]) -> str:
 def lower_backend_priority(cursor: Any, niceness: int) -> None:
     """Lower the CPU priority of this connection's server process by ``niceness``
     where it runs on this machine under our OS user
-    (:func:`kenbun_analytics.priority.lower_server_process`)."""
+    (:func:`kenbun_analytics.source.priority.lower_server_process`)."""
     cursor.execute("SELECT pg_backend_pid() AS pid, inet_client_port() AS port")
     row = cursor.fetch_arrow_table().to_pylist()[0]
     client = "[local]" if row["port"] is None else f"({row['port']})"

@@ -7,10 +7,10 @@ from datetime import datetime
 
 import msgspec
 
-from kenbun_analytics import queries
+from kenbun_analytics.engine import queries
+from kenbun_analytics.engine.wire import json_array
 from kenbun_analytics.store import Snapshot
 from kenbun_analytics.web.schemas import CampaignsEnvelope, LeadsEnvelope, json_encoder
-from kenbun_analytics.wire import json_array
 
 
 def campaigns_body(

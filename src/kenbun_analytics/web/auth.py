@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import logging
 import re
-import secrets
 import threading
 import time
 import uuid
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,15 +32,18 @@ from typing import Any, Literal
 
 from kenbun_analytics.errors import Forbidden, NoActiveOrgUnit, SourceError, Unauthenticated
 from kenbun_analytics.source import identities as db
+from kenbun_analytics.source.credentials import (
+    SECRET_PREFIX,
+    TOKEN_PREFIX,
+    digest,
+    has_valid_checksum,
+)
 from kenbun_analytics.source.postgres import Source
 
 WWW_AUTHENTICATE = (
     'Bearer realm="kenbun-analytics", Basic realm="kenbun-analytics", charset="UTF-8"'
 )
 ACTIVE_OU_COOKIE = "kenbun_active_ou"
-TOKEN_PREFIX = "kbn_pat_"  # noqa: S105 - a prefix, not a secret
-SECRET_PREFIX = "kbn_sas_"  # noqa: S105 - a prefix, not a secret
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _CACHE_ENTRIES = 10_000
 """Credentials whose last lookup found them valid."""
 _REFUSED_CACHE_ENTRIES = 1_000
@@ -66,36 +66,6 @@ class Principal:
     home_org_unit_id: str | None
     """The service account's own org unit, or the user's default."""
     expires_at: datetime | None
-
-
-def digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8", errors="surrogatepass")).digest()
-
-
-def _base62(number: int, width: int) -> str:
-    digits = []
-    for _ in range(width):
-        number, remainder = divmod(number, 62)
-        digits.append(_BASE62[remainder])
-    return "".join(reversed(digits))
-
-
-def new_secret(prefix: str) -> str:
-    """``prefix`` + 30 base62 characters (178 bits) + a 6-character CRC32 checksum.
-
-    The checksum lets a secret scanner recognise a real leaked credential
-    without asking the database.
-    """
-    body = _base62(secrets.randbits(178), 30)
-    return prefix + body + _base62(zlib.crc32(body.encode()), 6)
-
-
-def has_valid_checksum(secret: str) -> bool:
-    for prefix in (TOKEN_PREFIX, SECRET_PREFIX):
-        if secret.startswith(prefix) and len(secret) == len(prefix) + 36:
-            body, checksum = secret[len(prefix) : -6], secret[-6:]
-            return _base62(zlib.crc32(body.encode()), 6) == checksum
-    return False
 
 
 def parse_org_unit_id(value: str) -> str | None:

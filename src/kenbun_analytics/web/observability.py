@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kenbun_analytics.layout import resident_bytes
+from kenbun_analytics.engine.layout import resident_bytes
 from kenbun_analytics.store import RefreshStatus, SnapshotStore
 from kenbun_analytics.web.cache import ResultCache
 from kenbun_analytics.web.headers import SECURITY_HEADERS

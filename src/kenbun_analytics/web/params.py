@@ -7,8 +7,8 @@ import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 
+from kenbun_analytics.engine.frames import KEYS
 from kenbun_analytics.errors import BadRequest, InvalidDate
-from kenbun_analytics.layout import KEYS
 
 GROUP_BY_VALUES = KEYS
 """The values of group_by: the UTM keys of the layout."""

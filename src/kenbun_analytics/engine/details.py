@@ -12,7 +12,7 @@ for at most 500 leads a request, so they are held as an Arrow table instead:
   spells the display name as the email whenever there is one.
 
 The table is in lead-code order, as the hot per-lead columns of
-:class:`kenbun_analytics.layout.Layout` are; :meth:`Details.take` gathers the
+:class:`kenbun_analytics.engine.layout.Layout` are; :meth:`Details.take` gathers the
 few rows an answer shows and gives them back to Polars.
 """
 

@@ -5,7 +5,7 @@ only decides when. A full refresh reloads every org unit; the ones in between
 read the change log and refetch only the events that changed, and reload the
 small per-lead and per-account facts only of org units whose leads, aliases,
 accounts or deals changed. Whole loads run in a child process when the service
-asks for it (:mod:`kenbun_analytics.load`); incremental ones patch the layout here.
+asks for it (:mod:`kenbun_analytics.refresh.child`); incremental ones patch the layout here.
 """
 
 from __future__ import annotations
@@ -19,20 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import polars as pl
-from apscheduler.schedulers.background import BackgroundScheduler
 
+from kenbun_analytics.engine.encode import arrow_frame, missing_leads, raw_events_frame
+from kenbun_analytics.engine.frames import ACCOUNT_DEALS, LEAD_FACTS
+from kenbun_analytics.engine.layout import Layout
+from kenbun_analytics.engine.patch import update
 from kenbun_analytics.errors import LoadError, SourceError
-from kenbun_analytics.incremental import update
-from kenbun_analytics.layout import ACCOUNT_DEALS, LEAD_FACTS, Layout
-from kenbun_analytics.load import (
-    ChildLoads,
-    arrow_frame,
-    load_unit,
-    missing_leads,
-    raw_events_frame,
-)
-from kenbun_analytics.priority import lower_thread
+from kenbun_analytics.refresh.child import ChildLoads
+from kenbun_analytics.refresh.full import load_unit
 from kenbun_analytics.source.postgres import Changes, Source
+from kenbun_analytics.source.priority import lower_thread
 from kenbun_analytics.store import RefreshStatus, Snapshot, SnapshotStore, next_version
 
 logger = logging.getLogger(__name__)
@@ -194,7 +190,7 @@ class Refresher:
     @contextlib.contextmanager
     def _loads(self) -> Iterator[Callable[[str, Sequence[str]], Layout]]:
         """How this refresh loads an org unit whole, given those it loads after it:
-        in a child process (:class:`~kenbun_analytics.load.ChildLoads`), which reads
+        in a child process (:class:`~kenbun_analytics.refresh.child.ChildLoads`), which reads
         and builds the next without waiting, or here on the reader threads."""
         if self._isolated_loads:
             with ChildLoads(self._source.options, self._load_parts) as child:
@@ -267,24 +263,3 @@ class Refresher:
     @staticmethod
     def _events_of_unit(current: pl.DataFrame, unit: str) -> pl.DataFrame:
         return current.filter(pl.col("org_unit_id") == unit).drop("org_unit_id")
-
-
-def start_scheduler(refresher: Refresher, *, tick_seconds: float = 1.0) -> BackgroundScheduler:
-    """Call ``refresher.tick`` now and then every ``tick_seconds``, never twice at once.
-
-    The refresher decides whether a refresh is due (the interval after a success,
-    a doubling backoff after failures); the tick itself never raises.
-    """
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        refresher.tick,
-        "interval",
-        seconds=tick_seconds,
-        next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-        id="refresh",
-    )
-    scheduler.start()
-    return scheduler

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from kenbun_analytics import admin
-from kenbun_analytics.embedded import EmbeddedPostgres
-from kenbun_analytics.seed import org_unit_id, seed_world, terminal_progress
+from kenbun_analytics.local import admin
+from kenbun_analytics.local.embedded import EmbeddedPostgres
+from kenbun_analytics.local.seed import org_unit_id, seed_world, terminal_progress
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source.postgres import Source
 

@@ -10,9 +10,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from kenbun_analytics.source.credentials import SECRET_PREFIX, TOKEN_PREFIX, digest, new_secret
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.source.roles import ROLES
-from kenbun_analytics.web.auth import SECRET_PREFIX, TOKEN_PREFIX, digest, new_secret
 
 
 @dataclass(frozen=True, slots=True)

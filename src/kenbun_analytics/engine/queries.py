@@ -5,7 +5,7 @@ day totals, and the events of its partial first and last day. The drilldown work
 a value's few rows: it gathers them, aggregates them lazily, and gathers the
 facts of the leads it keeps by code.
 
-The frames are those of :class:`kenbun_analytics.layout.Layout`; ``lo`` and
+The frames are those of :class:`kenbun_analytics.engine.layout.Layout`; ``lo`` and
 ``hi`` are the window's row range in the time-sorted events
 (:func:`window_rows`).
 """
@@ -17,21 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from kenbun_analytics.layout import (
-    CENTS,
-    DAY,
-    MONEY,
-    NO_PREVIOUS,
-    Layout,
-    account_of,
-    deal_sums,
-    event_day,
-    money_of_cents,
-    names_frame,
-    previous_day,
-    uuid_text,
-)
-from kenbun_analytics.times import Times
+from kenbun_analytics.engine.codes import names_frame, uuid_text
+from kenbun_analytics.engine.days import CENTS, deal_sums, money_of_cents
+from kenbun_analytics.engine.frames import DAY, MONEY, NO_PREVIOUS, previous_day
+from kenbun_analytics.engine.layout import Layout
+from kenbun_analytics.engine.previous import account_of, event_day
+from kenbun_analytics.engine.times import Times
 
 DRILLDOWN_LIMIT = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -18,7 +18,7 @@ Every derived structure is patched where the change reaches:
 - the day totals change by the sums of the rows whose contribution changed
   (new minus old), and the cells an event left get their first and last times
   again, from the value index or from the events of their day;
-- the times (:class:`kenbun_analytics.times.Times`) only gain the inserted
+- the times (:class:`kenbun_analytics.engine.times.Times`) only gain the inserted
   rows, a tombstone keeping its old time: they too are rebuilt only from the
   first insertion on.
 
@@ -37,38 +37,40 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from kenbun_analytics.layout import (
+from kenbun_analytics.engine.codes import (
+    NARROW_TYPES,
+    code_dtypes,
+    code_of,
+    encode_events,
+    narrowed,
+)
+from kenbun_analytics.engine.days import compact_days, day_number, day_totals, summable_days
+from kenbun_analytics.engine.frames import (
     BASE_EVENTS,
     CODE,
     DAY,
     KEYS,
-    NARROW_TYPES,
     NO_PREVIOUS,
     PAIRS,
+    previous_day,
+)
+from kenbun_analytics.engine.index import ValueIndex, indexed
+from kenbun_analytics.engine.layout import (
     Layout,
-    ValueIndex,
-    account_of,
     base_of,
     build,
-    code_dtypes,
-    code_of,
-    compact_days,
-    day_number,
-    day_totals,
     derive,
-    encode_events,
-    event_days,
-    indexed,
     merge_events,
-    narrowed,
-    previous_day,
-    previous_day_dtype,
-    previous_pair_days,
-    summable_days,
-    with_lead_facts,
     with_new_leads,
 )
-from kenbun_analytics.times import Times, segment_search
+from kenbun_analytics.engine.previous import (
+    account_of,
+    event_days,
+    previous_day_dtype,
+    previous_pair_days,
+    with_lead_facts,
+)
+from kenbun_analytics.engine.times import Times, segment_search
 
 FACT_COLUMNS = (*(name for name in BASE_EVENTS.names() if name != "occurred_at"), "is_mql")
 """The event columns a change can set; a row's time never changes in place."""
