@@ -114,8 +114,7 @@ def money_of_cents(cents: pl.Expr) -> pl.Expr:
 def compact_days(totals: pl.DataFrame) -> pl.DataFrame:
     """Day totals (:func:`day_totals`, or :func:`summable_days`) in the narrowest
     types holding their values: most cells hold a few events, and money as
-    cents while every sum fits in 64 bits. At 10M events the campaign's day
-    totals went from 5.1 to 2.9 bytes an event."""
+    cents while every sum fits in 64 bits."""
 
     def narrow(name: str) -> pl.Series:
         column = totals.get_column(name)

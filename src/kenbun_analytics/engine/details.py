@@ -1,8 +1,8 @@
 """The per-lead details that only the drilldown shows, held compactly in Arrow.
 
 Polars holds every text as a 16-byte view, null or not, plus the text itself
-when it is longer than 12 bytes. Ten text columns of 900,000 leads cost
-144 MB in views alone, more than the texts. The drilldown reads these details
+when it is longer than 12 bytes: for short texts the views cost more than the
+texts themselves. The drilldown reads these details
 for at most 500 leads a request, so they are held as an Arrow table instead:
 
 - a column that repeats its values (a first name, a title, an account's name

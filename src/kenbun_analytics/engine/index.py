@@ -70,8 +70,8 @@ class ValueIndex:
 INDEXED_VALUES = 1 << 8
 """A UTM key with more values than this gets a :class:`ValueIndex`. One with
 fewer has one-byte codes (:func:`code_dtype`), and scanning a window's codes
-for one value costs about what gathering its rows from an index would (a few
-milliseconds at 10M events), without 4 bytes an event held for it."""
+for one value costs about what gathering its rows from an index would,
+without 4 bytes an event held for it."""
 
 
 def indexed(names: int) -> bool:

@@ -153,9 +153,7 @@ def build(
 
     The details are built on a thread of their own beside the derivations: they
     are one core's work (Arrow encodes a column at a time), and the derivations
-    keep two cores only about 85% busy. At 9M events on two cores, a load's
-    whole build (:func:`kenbun_analytics.refresh.child.full_layout`) took 6.0 s this way
-    (median of six, 5.7-6.8 s), against 6.4 s (5.9-7.1 s) one after the other.
+    leave the cores partly idle.
     """
     leads, dictionaries = align_leads(lead_facts, dictionaries)
     leads, accounts = align_accounts(leads, account_deals)

@@ -20,7 +20,7 @@ process (:class:`ChildLoads`):
   the build's single-threaded steps leave idle), then builds that one without
   waiting for the server to take the layout before;
 * each finished layout crosses as uncompressed Arrow IPC files in a temporary
-  directory, read back into the server's own memory (about 0.2 s a GB);
+  directory, read back into the server's own memory;
 * the child exits when the refresh is done, and all of its memory goes with it.
 
 :func:`read_unit` and :func:`full_layout` are the load itself, the same in either

@@ -3,11 +3,10 @@
 Polars allocates through jemalloc, which returns freed pages to the system on a
 background thread. jemalloc turns that thread off in a forked child, so a child
 forked from a fork server that has Polars imported already returns them inline,
-on the threads doing the work: deriving a 10M-event layout took 4.5-5.3 s in
-such a child against 3.4-3.7 s in the server. A child keeps its freed pages for
-reuse instead (3.0-3.9 s; its peak resident memory over the benchmark's three
-org units went from 2.7 to 3.4-3.6 GB), and gives all of its memory back when
-it exits at the end of the refresh.
+on the threads doing the work, which slows a derivation markedly. A child keeps
+its freed pages for reuse instead (a higher peak resident memory, measured in
+benchmarks/README.md), and gives all of its memory back when it exits at the
+end of the refresh.
 
 This module is imported by the fork server before Polars. Polars' import sets
 ``_RJEM_MALLOC_CONF`` to its own defaults followed by whatever the variable

@@ -33,11 +33,11 @@ from kenbun_analytics.source.priority import lower_server_process
 
 # The events that are not the duplicate of a normalized pair. Of those, only the
 # ones holding at least one UTM key with a non-empty value can ever count: the
-# reader drops the others (load.counting), because PostgreSQL computes
-# each ``->>`` of the WHERE again, and at 9 million events that filter cost it
-# about 1.2 s of a 6.5 s read for 424 rows. score_delta comes as its text (a JSON
-# number's is its plain decimal spelling): layout.read_points reads it, because
-# PostgreSQL's numeric rounding of ten million of them cost more than reading the rows.
+# reader drops the others (engine.encode.counting), because PostgreSQL computes
+# each ``->>`` of the WHERE again, a large share of the read for the few rows it
+# drops. score_delta comes as its text (a JSON number's is its plain decimal
+# spelling): engine.points.read_points reads it, because PostgreSQL's numeric
+# rounding of every event's text costs more than reading the rows.
 _EVENTS = """
 SELECT {unit}e.id AS event_id,
        e.occurred_at,
@@ -61,13 +61,13 @@ EVENTS_BY_ID = (
 )
 
 # The org unit's leads are filtered anew in each part rather than in a CTE of
-# their own: PostgreSQL materializes a CTE read twice (to disk, at 900,000 leads),
-# and the statement measured 4.9 s against 5.3-6.3 s with one.
+# their own: PostgreSQL materializes a CTE read twice (to disk, for a large org
+# unit), which made the statement slower.
 _LEADS = """
 WITH preferred AS (
     -- Where the visibility map allows, PostgreSQL reads the aliases from their
     -- index (migration 0005) already in this order, merged with the leads
-    -- sorted by id, and skips sorting them: 3.9 s against 5.0 s at 900,000 leads.
+    -- sorted by id, and skips sorting them.
     SELECT DISTINCT ON (a.lead_id, a.kind) a.lead_id, a.kind, a.value
     FROM lead_aliases a JOIN leads l ON l.id = a.lead_id
     WHERE {which} AND a.kind IN ('email', 'phone', 'social', 'external_id', 'cookie')
@@ -404,8 +404,7 @@ def inlined(sql: str, params: Sequence[Literal]) -> str:
     The ADBC driver reads a statement without parameters through ``COPY ... TO
     STDOUT (FORMAT binary)``, streaming the rows in PostgreSQL's binary format.
     COPY takes no parameters, so a statement with them is read as a prepared
-    statement's result instead: 16 s against 10-11 s for the 9 million events of
-    the benchmark's large org unit, and 7.9 s against 5.6 s for its leads. Only
+    statement's result instead, markedly slower for a large org unit. Only
     integers and uuids are written in, each spelled by Python from the parsed
     value, so no caller's text reaches the SQL.
     """

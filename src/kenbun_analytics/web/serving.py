@@ -12,10 +12,8 @@ of one head, the connection gets a 431 and is closed. Heads below that reach
 smaller limits with the usual JSON error.
 
 :class:`CoalescedWrites` sends a response's head with its body, one ``writev``
-and fewer packets where uvicorn makes two writes. At 10M events it served the
-cached aggregate by source (14 KB) at 1.15 times and by campaign with
-gzip (323 KB) at 1.04 times the requests per second; the constant route and the
-2 MB answer were unchanged within the noise.
+and fewer packets where uvicorn makes two writes, which matters most for small
+cached answers (benchmarks/README.md has the figures).
 """
 
 from __future__ import annotations
