@@ -10,7 +10,7 @@ import psycopg
 from kenbun_analytics.source.migrate import migrations, split_statements
 from kenbun_analytics.source.postgres import Source
 
-CONTRACT = Path(__file__).parent / "fixtures" / "source-schema.sql"
+CONTRACT = Path(__file__).parent.parent / "fixtures" / "source-schema.sql"
 KENBUN_TABLES = (
     "org_units",
     "users",
