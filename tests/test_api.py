@@ -48,7 +48,7 @@ def assert_error(response: object, status: int, *fragments: str) -> None:
         ("start_date", "2026-03-01T25:00:00Z"),
         ("end_date", "2026-03-01T00:00:00+24:00"),
         ("end_date", "2026-13-01"),
-        ("end_date", ""),
+        ("end_date", " "),
         ("end_date", "2026-03-01T23:59:60Z"),
         ("start_date", "0001-01-01T00:00:00+01:00"),
         ("start_date", "2026-03-01\x00"),
@@ -61,6 +61,41 @@ def test_malformed_dates_are_400_naming_the_parameter(
     """Impossible dates, missing offsets and free text name the parameter and the forms."""
     response = client.get(path, params={parameter: value}, headers=headers)
     assert_error(response, 400, parameter, "YYYY-MM-DD", "RFC 3339")
+
+
+@pytest.mark.parametrize("path", ["/analytics/campaigns", "/analytics/campaigns/spring/leads"])
+@pytest.mark.parametrize(
+    ("query", "same_as"),
+    [
+        ("start_date=&end_date=&group_by=", ""),
+        ("start_date=", ""),
+        ("end_date", ""),
+        ("group_by=source&start_date=&end_date=", "group_by=source"),
+        ("start_date=&start_date=2026-03-01", "start_date=2026-03-01"),
+        ("end_date=2026-03-31&end_date=&group_by=&group_by=", "end_date=2026-03-31"),
+    ],
+)
+def test_an_empty_parameter_is_an_absent_one(
+    client: Client, headers: dict[str, str], path: str, query: str, same_as: str
+) -> None:
+    """start_date=, end_date= and group_by= (an empty form field) are left out: the
+    answer, ETag included, is the one without them, and an empty value does not
+    make a parameter repeated."""
+    response = client.get(f"{path}?{query}", headers=headers)
+    expected = client.get(f"{path}?{same_as}", headers=headers)
+    assert response.status_code == expected.status_code == 200, response.text
+    assert response.content == expected.content
+    assert response.headers["etag"] == expected.headers["etag"]
+
+
+def test_two_values_of_a_parameter_are_400_empty_ones_aside(
+    client: Client, headers: dict[str, str]
+) -> None:
+    response = client.get(
+        "/analytics/campaigns?start_date=&start_date=2026-03-01&start_date=2026-03-02",
+        headers=headers,
+    )
+    assert_error(response, 400, "start_date is given more than once")
 
 
 def test_start_after_end_is_400(client: Client, headers: dict[str, str]) -> None:

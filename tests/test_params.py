@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from kenbun_analytics.errors import BadRequest, InvalidDate
-from kenbun_analytics.params import campaign_name_from_raw_path, group_by_column, parse_bound
+from kenbun_analytics.params import (
+    campaign_name_from_raw_path,
+    given_values,
+    group_by_column,
+    parse_bound,
+)
 
 
 def utc(*parts: int) -> datetime:
@@ -108,3 +113,33 @@ def test_campaign_name_is_decoded_once_from_the_raw_path(raw: bytes, name: str |
 def test_bad_campaign_names(raw: bytes, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         campaign_name_from_raw_path(raw)
+
+
+@pytest.mark.parametrize(
+    ("query", "given"),
+    [
+        ({}, {}),
+        ({"group_by": ["source"], "other": ["x", "y"]}, {"group_by": "source"}),
+        ({"start_date": [""], "end_date": [""], "group_by": [""]}, {}),
+        ({"start_date": ["", ""]}, {}),
+        ({"start_date": ["", "2026-03-01"]}, {"start_date": "2026-03-01"}),
+        ({"end_date": ["2026-03-31", ""]}, {"end_date": "2026-03-31"}),
+        ({"start_date": [" "]}, {"start_date": " "}),
+    ],
+)
+def test_an_empty_value_is_no_value(query: dict[str, list[str]], given: dict[str, str]) -> None:
+    """Empty values are dropped first: what is left is each parameter's one value."""
+    assert given_values(query) == given
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"group_by": ["campaign", "source"]},
+        {"start_date": ["2026-03-01", "", "2026-03-01"]},
+        {"end_date": ["", "a", "b"]},
+    ],
+)
+def test_two_values_of_a_parameter_are_a_bad_request(query: dict[str, list[str]]) -> None:
+    with pytest.raises(BadRequest, match="given more than once"):
+        given_values(query)

@@ -62,10 +62,11 @@ from kenbun_analytics.openapi import (
     documented,
 )
 from kenbun_analytics.params import (
+    QUERY_PARAMETERS,
     campaign_name_from_raw_path,
+    given_values,
     group_by_column,
     parse_window,
-    single_values,
 )
 from kenbun_analytics.ratelimit import RateLimiter
 from kenbun_analytics.schemas import (
@@ -136,12 +137,12 @@ async def _principal(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
-_PARAMETERS = ("group_by", "start_date", "end_date")
-
-
-def _no_repeated_parameters(request: Request[Any, Any, Any]) -> None:
+def _query_values(request: Request[Any, Any, Any]) -> tuple[str | None, str | None, str | None]:
+    """group_by, start_date and end_date as :func:`given_values` reads them: the
+    handlers' bound arguments keep an empty value and the last of repeated ones."""
     query = request.query_params
-    single_values({name: query.getall(name, []) for name in _PARAMETERS}, _PARAMETERS)
+    given = given_values({name: query.getall(name, []) for name in QUERY_PARAMETERS})
+    return given.get("group_by"), given.get("start_date"), given.get("end_date")
 
 
 async def _authorize(request: Request[Any, Any, Any], org_unit_header: str | None) -> str:
@@ -299,7 +300,7 @@ async def list_campaigns(
     x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[CampaignsResponse]:
     org_unit_id = await _authorize(request, x_org_unit_id)
-    _no_repeated_parameters(request)
+    group_by, start_date, end_date = _query_values(request)
     column = group_by_column(group_by)
     start, end = parse_window(start_date, end_date)
     snapshot = _services(request).store.get(org_unit_id)
@@ -309,18 +310,14 @@ async def list_campaigns(
 
 
 async def _leads(
-    request: Request[Any, Any, Any],
-    group_by: str | None,
-    start_date: str | None,
-    end_date: str | None,
-    org_unit_header: str | None,
+    request: Request[Any, Any, Any], org_unit_header: str | None
 ) -> Response[LeadsResponse]:
     org_unit_id = await _authorize(request, org_unit_header)
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
     campaign_name = campaign_name_from_raw_path(raw_path)
     if campaign_name is None:
         raise NotFoundException
-    _no_repeated_parameters(request)
+    group_by, start_date, end_date = _query_values(request)
     column = group_by_column(group_by)
     start, end = parse_window(start_date, end_date)
     snapshot = _services(request).store.get(org_unit_id)
@@ -350,8 +347,8 @@ async def list_campaign_leads(
     end_date: Annotated[str | None, END_DATE] = None,
     x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[LeadsResponse]:
-    del campaign_name  # read from the raw path, decoded once (see _leads)
-    return await _leads(request, group_by, start_date, end_date, x_org_unit_id)
+    del campaign_name, group_by, start_date, end_date  # read from the request (see _leads)
+    return await _leads(request, x_org_unit_id)
 
 
 # ASGI servers decode %2F before routing, so a value holding "/" arrives here.
@@ -365,8 +362,8 @@ async def list_campaign_leads_with_slashes(
     end_date: Annotated[str | None, END_DATE] = None,
     x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[LeadsResponse]:
-    del rest  # the raw path is authoritative
-    return await _leads(request, group_by, start_date, end_date, x_org_unit_id)
+    del rest, group_by, start_date, end_date  # the raw path is authoritative (see _leads)
+    return await _leads(request, x_org_unit_id)
 
 
 # --------------------------------------------------------------- org units --

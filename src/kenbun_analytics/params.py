@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from kenbun_analytics.errors import BadRequest, InvalidDate
 
 GROUP_BY_VALUES = ("campaign", "source", "medium")
+QUERY_PARAMETERS = ("group_by", "start_date", "end_date")
+"""The query parameters of the analytics operations."""
 
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 # RFC 3339 date-time. A space before the offset is read as "+": it is what an
@@ -111,8 +113,19 @@ def campaign_name_from_raw_path(raw_path: bytes) -> str | None:
     return name
 
 
-def single_values(query: Mapping[str, list[str]], names: tuple[str, ...]) -> None:
-    """A parameter given twice is ambiguous: say so rather than pick one."""
-    for name in names:
-        if len(query.get(name, ())) > 1:
+def given_values(query: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The value of each of :data:`QUERY_PARAMETERS` given one, by name.
+
+    An empty value is no value: ``start_date=`` (an HTML form's or a BI tool's
+    empty field) is the parameter left out, and is dropped before anything else,
+    so ``start_date=&start_date=2026-03-01`` gives the date once. A parameter
+    given two values (empty ones aside) is ambiguous: say so rather than pick one.
+    """
+    given: dict[str, str] = {}
+    for name in QUERY_PARAMETERS:
+        values = [value for value in query.get(name, ()) if value]
+        if len(values) > 1:
             raise BadRequest(f"{name} is given more than once: give it once")
+        if values:
+            given[name] = values[0]
+    return given
