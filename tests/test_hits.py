@@ -113,6 +113,24 @@ def test_empty_parameters_are_answered_from_the_entry_without_them(
     assert comparable(empty) == comparable(first)
 
 
+def test_a_head_is_answered_by_the_layer_as_its_get_without_the_body(
+    client: Client, world: World, unit: str, served: list[bool]
+) -> None:
+    """A HEAD reaches the layer as its GET: a cached answer's status and headers,
+    no body; a 304 with the current ETag."""
+    for encoding in ("identity", "gzip"):
+        headers = {**world.reader(unit), "Accept-Encoding": encoding}
+        get = client.get(PATHS[1], headers=headers)
+        head = client.head(PATHS[1], headers=headers)
+        assert head.content == b""
+        assert comparable(head)[:2] == comparable(get)[:2]
+        current = {**headers, "If-None-Match": get.headers["etag"]}
+        not_modified = client.head(PATHS[1], headers=current)
+        assert comparable(not_modified) == comparable(client.get(PATHS[1], headers=current))
+        assert not_modified.status_code == 304
+    assert served == [False, True, True, True, False, True, True, True]
+
+
 def test_what_the_layer_leaves_to_the_app(
     client: Client, world: World, unit: str, served: list[bool]
 ) -> None:
