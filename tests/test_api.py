@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -122,6 +124,40 @@ def test_empty_campaign_name_is_400(client: Client, headers: dict[str, str]) -> 
     assert_error(
         client.get("/analytics/campaigns/%FF/leads", headers=headers), 400, "campaign_name"
     )
+
+
+@pytest.mark.parametrize("value", [".", "..", "...", "spring", "a/b", "leads"])
+def test_a_value_is_named_in_the_query_as_well_as_in_the_path(
+    world: World, unit: str, client: Client, headers: dict[str, str], value: str
+) -> None:
+    """/analytics/campaigns/leads?campaign_name=<value> is the drilldown of the value,
+    as its path is: the one way to "." and ".." from a browser, whose URLs drop
+    those path segments, spelled %2E or not."""
+    world.event(unit, campaign=value, lead=world.lead(unit))
+    refresh(client)
+    in_path = quote(value, safe="").replace(".", "%2E")
+    by_path = client.get(f"/analytics/campaigns/{in_path}/leads?group_by=campaign", headers=headers)
+    by_query = client.get(
+        "/analytics/campaigns/leads",
+        params={"campaign_name": value, "group_by": "campaign"},
+        headers=headers,
+    )
+    assert by_path.status_code == by_query.status_code == 200, by_query.text
+    assert by_query.json()["campaign_name"] == value
+    assert by_query.json()["leads"]
+    assert by_query.content == by_path.content
+    assert by_query.headers["etag"] == by_path.headers["etag"]
+
+
+def test_the_query_named_drilldown_needs_one_name(client: Client, headers: dict[str, str]) -> None:
+    """Where a browser sends /analytics/campaigns/%2E/leads, the 400 says what to send."""
+    for query in ("", "?campaign_name=", "?group_by=source"):
+        response = client.get(f"/analytics/campaigns/leads{query}", headers=headers)
+        assert_error(response, 400, "campaign_name is required", "?campaign_name=<value>")
+    response = client.get(
+        "/analytics/campaigns/leads?campaign_name=.&campaign_name=..", headers=headers
+    )
+    assert_error(response, 400, "campaign_name is given more than once")
 
 
 def test_unknown_parameters_are_ignored(client: Client, headers: dict[str, str]) -> None:

@@ -63,7 +63,7 @@ from kenbun_analytics.openapi import (
 )
 from kenbun_analytics.params import (
     QUERY_PARAMETERS,
-    campaign_name_from_raw_path,
+    drilldown_campaign_name,
     given_values,
     group_by_column,
     parse_window,
@@ -314,7 +314,8 @@ async def _leads(
 ) -> Response[LeadsResponse]:
     org_unit_id = await _authorize(request, org_unit_header)
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    campaign_name = campaign_name_from_raw_path(raw_path)
+    named = request.query_params.getall("campaign_name", [])
+    campaign_name = drilldown_campaign_name(raw_path, named)
     if campaign_name is None:
         raise NotFoundException
     group_by, start_date, end_date = _query_values(request)
@@ -351,7 +352,8 @@ async def list_campaign_leads(
     return await _leads(request, x_org_unit_id)
 
 
-# ASGI servers decode %2F before routing, so a value holding "/" arrives here.
+# ASGI servers decode %2F before routing, so a value holding "/" arrives here, and
+# so does /analytics/campaigns/leads?campaign_name=<value> (params.NAMED_LEADS_PATH).
 @get("/analytics/campaigns/{rest:path}", include_in_schema=False)
 async def list_campaign_leads_with_slashes(
     request: Request[Any, Any, Any],
