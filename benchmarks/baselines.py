@@ -1,7 +1,7 @@
 """The baselines our aggregate is measured against, each giving the same rows.
 
 1. PostgreSQL: the straight-SQL formulation of the rules over the source
-   tables (the oracle of the test suite, ``tests/world.py``).
+   tables (the oracle of the test suite, ``support/world.py``).
 2. DuckDB: the best SQL we could write, over the same Arrow tables the
    snapshot is loaded from.
 3. Naive Polars: join and group the raw snapshot per request, without the

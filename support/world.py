@@ -430,7 +430,7 @@ value_leads AS (SELECT DISTINCT v, lead_id FROM counting WHERE lead_id IS NOT NU
 mqls AS (
     SELECT vl.v, count(*) AS mql_count
     FROM value_leads vl JOIN leads l ON l.id = vl.lead_id
-    WHERE lower(trim(l.engagement_level)) IN ('warm', 'hot')
+    WHERE lower(btrim(l.engagement_level, E' \\t\\n\\r')) IN ('warm', 'hot')
     GROUP BY vl.v
 ),
 value_deals AS (
@@ -442,7 +442,7 @@ value_deals AS (
 deal_sums AS (
     SELECT v, count(*) AS deals_count,
            COALESCE(sum(amount), 0) AS pipeline_value,
-           COALESCE(sum(amount) FILTER (WHERE lower(trim(stage)) IN ('closedwon', 'closed_won')), 0)
+           COALESCE(sum(amount) FILTER (WHERE lower(btrim(stage, E' \\t\\n\\r')) IN ('closedwon', 'closed_won')), 0)
                AS closed_won_value
     FROM value_deals GROUP BY v
 )

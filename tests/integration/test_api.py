@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -48,7 +50,7 @@ def assert_error(response: object, status: int, *fragments: str) -> None:
         ("start_date", "2026-03-01T25:00:00Z"),
         ("end_date", "2026-03-01T00:00:00+24:00"),
         ("end_date", "2026-13-01"),
-        ("end_date", ""),
+        ("end_date", " "),
         ("end_date", "2026-03-01T23:59:60Z"),
         ("start_date", "0001-01-01T00:00:00+01:00"),
         ("start_date", "2026-03-01\x00"),
@@ -61,6 +63,41 @@ def test_malformed_dates_are_400_naming_the_parameter(
     """Impossible dates, missing offsets and free text name the parameter and the forms."""
     response = client.get(path, params={parameter: value}, headers=headers)
     assert_error(response, 400, parameter, "YYYY-MM-DD", "RFC 3339")
+
+
+@pytest.mark.parametrize("path", ["/analytics/campaigns", "/analytics/campaigns/spring/leads"])
+@pytest.mark.parametrize(
+    ("query", "same_as"),
+    [
+        ("start_date=&end_date=&group_by=", ""),
+        ("start_date=", ""),
+        ("end_date", ""),
+        ("group_by=source&start_date=&end_date=", "group_by=source"),
+        ("start_date=&start_date=2026-03-01", "start_date=2026-03-01"),
+        ("end_date=2026-03-31&end_date=&group_by=&group_by=", "end_date=2026-03-31"),
+    ],
+)
+def test_an_empty_parameter_is_an_absent_one(
+    client: Client, headers: dict[str, str], path: str, query: str, same_as: str
+) -> None:
+    """start_date=, end_date= and group_by= (an empty form field) are left out: the
+    answer, ETag included, is the one without them, and an empty value does not
+    make a parameter repeated."""
+    response = client.get(f"{path}?{query}", headers=headers)
+    expected = client.get(f"{path}?{same_as}", headers=headers)
+    assert response.status_code == expected.status_code == 200, response.text
+    assert response.content == expected.content
+    assert response.headers["etag"] == expected.headers["etag"]
+
+
+def test_two_values_of_a_parameter_are_400_empty_ones_aside(
+    client: Client, headers: dict[str, str]
+) -> None:
+    response = client.get(
+        "/analytics/campaigns?start_date=&start_date=2026-03-01&start_date=2026-03-02",
+        headers=headers,
+    )
+    assert_error(response, 400, "start_date is given more than once")
 
 
 def test_start_after_end_is_400(client: Client, headers: dict[str, str]) -> None:
@@ -87,6 +124,40 @@ def test_empty_campaign_name_is_400(client: Client, headers: dict[str, str]) -> 
     assert_error(
         client.get("/analytics/campaigns/%FF/leads", headers=headers), 400, "campaign_name"
     )
+
+
+@pytest.mark.parametrize("value", [".", "..", "...", "spring", "a/b", "leads"])
+def test_a_value_is_named_in_the_query_as_well_as_in_the_path(
+    world: World, unit: str, client: Client, headers: dict[str, str], value: str
+) -> None:
+    """/analytics/campaigns/leads?campaign_name=<value> is the drilldown of the value,
+    as its path is: the one way to "." and ".." from a browser, whose URLs drop
+    those path segments, spelled %2E or not."""
+    world.event(unit, campaign=value, lead=world.lead(unit))
+    refresh(client)
+    in_path = quote(value, safe="").replace(".", "%2E")
+    by_path = client.get(f"/analytics/campaigns/{in_path}/leads?group_by=campaign", headers=headers)
+    by_query = client.get(
+        "/analytics/campaigns/leads",
+        params={"campaign_name": value, "group_by": "campaign"},
+        headers=headers,
+    )
+    assert by_path.status_code == by_query.status_code == 200, by_query.text
+    assert by_query.json()["campaign_name"] == value
+    assert by_query.json()["leads"]
+    assert by_query.content == by_path.content
+    assert by_query.headers["etag"] == by_path.headers["etag"]
+
+
+def test_the_query_named_drilldown_needs_one_name(client: Client, headers: dict[str, str]) -> None:
+    """Where a browser sends /analytics/campaigns/%2E/leads, the 400 says what to send."""
+    for query in ("", "?campaign_name=", "?group_by=source"):
+        response = client.get(f"/analytics/campaigns/leads{query}", headers=headers)
+        assert_error(response, 400, "campaign_name is required", "?campaign_name=<value>")
+    response = client.get(
+        "/analytics/campaigns/leads?campaign_name=.&campaign_name=..", headers=headers
+    )
+    assert_error(response, 400, "campaign_name is given more than once")
 
 
 def test_unknown_parameters_are_ignored(client: Client, headers: dict[str, str]) -> None:

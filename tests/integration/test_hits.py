@@ -22,6 +22,8 @@ PATHS = (
     "/analytics/campaigns?group_by=source",
     "/analytics/campaigns?group_by=medium&start_date=2026-01-01&end_date=2026-12-31",
     "/analytics/campaigns?start_date=2026-03-01T00%3A00%3A00Z",
+    "/analytics/campaigns?start_date=&end_date=&group_by=",
+    "/analytics/campaigns?group_by=source&start_date=&start_date=2026-01-01",
 )
 
 
@@ -85,6 +87,48 @@ def test_a_cached_answer_is_the_apps_answer_byte_for_byte(
         client.get(f"{path}{separator}unused=1", headers=not_modified)
     )
     assert served[-2:] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("path", "same_as"),
+    [
+        ("/analytics/campaigns?start_date=&end_date=&group_by=", "/analytics/campaigns"),
+        ("/analytics/campaigns?group_by=&group_by=source", "/analytics/campaigns?group_by=source"),
+        (
+            "/analytics/campaigns?start_date=&start_date=2026-01-01&end_date=",
+            "/analytics/campaigns?start_date=2026-01-01",
+        ),
+    ],
+)
+def test_empty_parameters_are_answered_from_the_entry_without_them(
+    client: Client, world: World, unit: str, served: list[bool], path: str, same_as: str
+) -> None:
+    """An empty value is no value here too: the layer answers from the cache entry
+    of the request without it, with its bytes and ETag."""
+    headers = world.reader(unit)
+    first = client.get(same_as, headers=headers)
+    assert first.status_code == 200
+    empty = client.get(path, headers=headers)
+    assert served == [False, True]
+    assert comparable(empty) == comparable(first)
+
+
+def test_a_head_is_answered_by_the_layer_as_its_get_without_the_body(
+    client: Client, world: World, unit: str, served: list[bool]
+) -> None:
+    """A HEAD reaches the layer as its GET: a cached answer's status and headers,
+    no body; a 304 with the current ETag."""
+    for encoding in ("identity", "gzip"):
+        headers = {**world.reader(unit), "Accept-Encoding": encoding}
+        get = client.get(PATHS[1], headers=headers)
+        head = client.head(PATHS[1], headers=headers)
+        assert head.content == b""
+        assert comparable(head)[:2] == comparable(get)[:2]
+        current = {**headers, "If-None-Match": get.headers["etag"]}
+        not_modified = client.head(PATHS[1], headers=current)
+        assert comparable(not_modified) == comparable(client.get(PATHS[1], headers=current))
+        assert not_modified.status_code == 304
+    assert served == [False, True, True, True, False, True, True, True]
 
 
 def test_what_the_layer_leaves_to_the_app(

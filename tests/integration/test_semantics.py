@@ -257,15 +257,17 @@ def test_window_bounds_are_inclusive_and_dates_are_whole_utc_days(
 def test_unique_leads_and_mql_count_use_current_trimmed_level(
     world: World, unit: str, headers: dict[str, str], client: Client
 ) -> None:
-    """MQL counts distinct leads whose trimmed, lower-cased level is warm or hot."""
-    levels = ["Warm", " HOT ", "hot", "Cold", None, "warmish", "Lukewarm"]
+    """MQL counts distinct leads whose trimmed, lower-cased level is warm or hot:
+    trimmed of spaces, tabs, line feeds and carriage returns, nothing else."""
+    levels = ["Warm", " HOT ", "hot", "hot\t", "\r\nWarm \t", "Cold", None, "warmish", "Lukewarm"]
+    levels += ["\vhot", "hot\xa0", "wa rm", "h\tot"]
     for level in levels:
         lead = world.lead(unit, level=level)
         world.event(unit, lead=lead, campaign="c")
         world.event(unit, lead=lead, campaign="c")
     refresh(client)
     row = rows_by_name(client, headers)["c"]
-    assert (row["total_events"], row["unique_leads"], row["mql_count"]) == (14, 7, 3)
+    assert (row["total_events"], row["unique_leads"], row["mql_count"]) == (26, 13, 5)
 
 
 @pytest.mark.parametrize(
@@ -340,17 +342,46 @@ def test_deals_are_distinct_across_leads_and_need_an_account(
 def test_closed_won_matches_stage_variants_only(
     world: World, unit: str, headers: dict[str, str], client: Client
 ) -> None:
-    """closedwon and closed_won in any case with surrounding spaces; nothing else."""
+    """closedwon and closed_won in any case with surrounding spaces, tabs, line feeds
+    and carriage returns; nothing else."""
     account = world.account(unit)
-    for index, stage in enumerate(
-        ["ClosedWon", " closed_won ", "CLOSEDWON", "closed won", "closed-won", "won", None]
-    ):
+    stages = ["ClosedWon", " closed_won ", "CLOSEDWON", "\nClosedWon\r", "\t closed_won\r\n"]
+    stages += ["closed won", "closed\twon", "closed-won", "won", "\fclosedwon", None]
+    for index, stage in enumerate(stages):
         world.deal(unit, account, amount=str(10**index), stage=stage)
     world.event(unit, lead=world.lead(unit, account=account), campaign="c")
     refresh(client)
     row = rows_by_name(client, headers)["c"]
-    assert row["closed_won_value"] == 111
-    assert row["pipeline_value"] == 1111111
+    assert row["closed_won_value"] == 11111
+    assert row["pipeline_value"] == 11111111111
+
+
+def test_tabs_and_line_breaks_are_trimmed_in_full_loads_and_updates(
+    world: World, unit: str, headers: dict[str, str], client: Client
+) -> None:
+    """A level "hot\t" is an MQL and a stage "\nClosedWon\r" is closed-won, whether
+    the snapshot is loaded whole or brought up to date with the lead or deal that
+    changed; both equal the straight-SQL reference."""
+    account = world.account(unit)
+    lead = world.lead(unit, account=account, level="hot\t")
+    world.deal(unit, account, amount="100.00", stage="\nClosedWon\r")
+    world.event(unit, lead=lead, campaign="c")
+    refresh(client)
+    row = rows_by_name(client, headers)["c"]
+    assert (row["mql_count"], row["closed_won_value"], row["pipeline_value"]) == (1, 100, 100)
+
+    other_account = world.account(unit)
+    other = world.lead(unit, account=other_account, level="cold")
+    world.deal(unit, other_account, amount="20.00", stage="closed_won\t")
+    world.event(unit, lead=other, campaign="c")
+    refresh(client)
+    world.sql("UPDATE leads SET engagement_level = %s WHERE id = %s", ("\r\nWARM\t", other))
+    refresh(client)
+    assert client.app.state.refresher.status.last_kind == "incremental"
+    row = rows_by_name(client, headers)["c"]
+    assert (row["mql_count"], row["closed_won_value"], row["pipeline_value"]) == (2, 120, 120)
+    expected = world.reference_campaigns(unit, "utm_campaign", None, None)
+    assert [(r["name"], r["mql_count"], r["closed_won_value"]) for r in expected] == [("c", 2, 120)]
 
 
 def test_multi_touch_credits_every_campaign_in_full(

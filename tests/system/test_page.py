@@ -28,11 +28,14 @@ from kenbun_analytics.local.embedded import free_port
 from kenbun_analytics.local.seed import seed_world
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source.postgres import Source
-from kenbun_analytics.web.app import create_app
+from kenbun_analytics.web.app import STATIC, create_app
+from support.world import World
 
 SCREENSHOTS = os.environ.get("KENBUN_SCREENSHOTS_DIR")
 """Where the screenshots go when asked for (``make screenshots``: docs/screenshots);
 else a temporary directory, so a test run leaves the tree as it was."""
+ODD_VALUES = ('=HYPERLINK("http://x")', "-5% off", "@team", "+plus", ".", "..", "...")
+"""Values of an org unit of their own: formulas to a spreadsheet, and dot segments to a URL."""
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -57,7 +60,14 @@ def site(server_url: str) -> Iterator[dict[str, Any]]:
     source = Source(url)
     result = seed_world(source, events=4000, seed=7)
     admin.create_user(source, "page@example.com", result.org_unit_ids[1])
-    for unit in result.org_unit_ids:
+    with World.connect(url) as world:
+        odd = world.org_unit("Odd names")
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        for value in ODD_VALUES:
+            lead = world.lead(odd, score=-5, metadata={"title": "=1+1"})
+            world.alias(odd, lead, "phone", "+1 555 0100")
+            world.event(odd, lead=lead, campaign=value, occurred_at=yesterday)
+    for unit in [*result.org_unit_ids, odd]:
         admin.add_membership(source, "page@example.com", unit, "owner")
     token = admin.create_token(source, "page@example.com", "page").secret
     source.close()
@@ -85,7 +95,7 @@ def site(server_url: str) -> Iterator[dict[str, Any]]:
         assert time.monotonic() < deadline, "the service did not become ready"
         time.sleep(0.2)
     try:
-        yield {"base": base, "token": token, "units": result.org_unit_ids}
+        yield {"base": base, "token": token, "units": result.org_unit_ids, "odd": odd}
     finally:
         server.should_exit = True
         thread.join(30)
@@ -281,6 +291,94 @@ def test_errors_are_shown_not_blank(page: Page, site: dict[str, Any]) -> None:
     page.click("#sign-in-form button[type=submit]")
     expect(page.locator("#message")).to_contain_text("Sign in again")
     expect(page.locator("#sign-in")).to_be_visible()
+
+
+def downloaded(page: Page, button: str) -> list[dict[str, str]]:
+    with page.expect_download() as download:
+        page.click(button)
+    return list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+
+
+def open_odd_values(page: Page, site: dict[str, Any]) -> None:
+    sign_in(page, site)
+    page.goto(site["base"] + f"/campaigns?window=all&ou={site['odd']}")
+    expect(page.locator("#org-unit")).to_have_value(site["odd"])
+    page.wait_for_function(
+        "n => document.querySelectorAll('#table-body tr').length === n", arg=len(ODD_VALUES)
+    )
+
+
+def test_formulas_are_plain_text_and_neutralised_in_the_downloads(
+    page: Page, site: dict[str, Any]
+) -> None:
+    """A value a spreadsheet would run (=, +, -, @ first) shows as itself on the page
+    and reaches the CSV with a leading '; numbers stay numbers."""
+    open_odd_values(page, site)
+    assert sorted(row[0] for row in table(page)) == sorted(ODD_VALUES)
+    assert page.locator("#table-body a").count() == 0
+    expect(page.locator("#download-note")).to_contain_text("leading '")
+    names = {row["name"] for row in downloaded(page, "#download")}
+    assert names == {'\'=HYPERLINK("http://x")', "'-5% off", "'@team", "'+plus", ".", "..", "..."}
+
+    page.click("button.row-link[data-value='=HYPERLINK(\"http://x\")']")
+    expect(page.locator("#drill-title")).to_have_text('Leads of "=HYPERLINK(\\"http://x\\")"')
+    expect(page.locator("#drill-body tr")).to_have_count(1)
+    expect(page.locator("#drill-download-note")).to_be_visible()
+    (lead,) = downloaded(page, "#drill-download")
+    assert (lead["display_name"], lead["title"], lead["score"]) == ("'+1 555 0100", "'=1+1", "-5")
+    assert table(page, "#drill-body")[0][:7] == ["+1 555 0100", "—", "—", "—", "=1+1", "—", "-5"]
+
+
+def test_the_values_dot_and_dot_dot_open_their_drilldown(page: Page, site: dict[str, Any]) -> None:
+    """A browser drops "." and ".." from a URL path, %2E or not: the page names them
+    in the query, and shows their leads."""
+    open_odd_values(page, site)
+    for value in (".", "..", "..."):
+        page.click(f"button.row-link[data-value='{value}']")
+        expect(page.locator("#drill-title")).to_have_text(f'Leads of "{value}"')
+        expected = api(site, "/analytics/campaigns/leads", site["odd"], campaign_name=value)
+        assert expected["campaign_name"] == value
+        (lead,) = expected["leads"]
+        expect(page.locator("#drill-body tr")).to_have_count(1)
+        assert table(page, "#drill-body")[0][13] == lead["lead_id"]
+        expect(page.locator("#message")).to_be_hidden()
+        page.click("#back")
+        expect(page.locator("#overview")).to_be_visible()
+
+
+VIOLATIONS = """
+window.violations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.violations.push(`${event.violatedDirective} ${event.blockedURI} ${event.sample}`);
+});
+"""
+
+
+def test_the_page_runs_under_its_content_security_policy(page: Page, site: dict[str, Any]) -> None:
+    """No inline script, handler or style in the page (script-src 'self', style-src
+    'self'): the token form signs in with Enter, the controls' form is never sent,
+    and the browser reports no violation."""
+    html = (STATIC / "index.html").read_text()
+    assert not re.search(r"\son[a-z]+\s*=", html, re.IGNORECASE)
+    assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", html, re.IGNORECASE)
+    assert not re.search(r"<style|\sstyle\s*=", html, re.IGNORECASE)
+    assert "script-src 'self'" in httpx.get(site["base"] + "/").headers["content-security-policy"]
+
+    page.add_init_script(VIOLATIONS)
+    page.goto(site["base"] + "/campaigns")
+    page.fill("#token", site["token"])
+    page.press("#token", "Enter")
+    expect(page.locator("#table-body tr").first).to_be_visible()
+    page.evaluate("window.stayed = true")
+    page.evaluate("document.getElementById('controls').requestSubmit()")
+    page.press("#filter", "Enter")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.stayed") is True
+    page.select_option("#metric", "unique_leads")
+    expect(page.locator(".bar-fill").first).to_be_visible()
+    page.click("button.row-link >> nth=0")
+    expect(page.locator("#drill-body tr").first).to_be_visible()
+    assert page.evaluate("window.violations") == []
 
 
 def test_screenshots_at_laptop_and_phone_widths(

@@ -190,7 +190,7 @@ def test_answers_without_a_body_reach_a_kept_alive_connection(
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as connection:
         connection.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         head, _ = read_response(connection, body=False)
-        assert head.startswith(b"HTTP/1.1 "), head
+        assert head.startswith(b"HTTP/1.1 200 "), head
 
         connection.sendall(request + b"\r\n")
         head, body = read_response(connection, body=True)
@@ -205,3 +205,56 @@ def test_answers_without_a_body_reach_a_kept_alive_connection(
         connection.sendall(request + b"If-None-Match: " + etag + b"\r\n\r\n")
         head, _ = read_response(connection, body=False)
         assert head.startswith(b"HTTP/1.1 304 "), head
+
+
+def header_lines(head: bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    """The status line and the headers but those that differ between two answers."""
+    status, *lines = head.split(b"\r\n")
+    fields = dict(line.split(b": ", 1) for line in lines)
+    return status, {
+        name.lower(): value
+        for name, value in fields.items()
+        if name.lower() not in {b"date", b"x-request-id"}
+    }
+
+
+def test_a_head_sends_the_gets_head_and_not_one_byte_of_body(
+    world: World, unit: str, live: LiveServer
+) -> None:
+    """Over a real socket, through uvicorn and httptools: a HEAD's answer is its GET's
+    head, Content-Length (the GET body's) included, with no body bytes after it,
+    which the next answer on the kept-alive connection would follow."""
+    auth = f"Authorization: {world.reader(unit)['Authorization']}\r\n".encode()
+    targets = [
+        (b"/analytics/campaigns", auth),
+        (b"/analytics/campaigns", auth + b"Accept-Encoding: gzip\r\n"),
+        (b"/analytics/campaigns?start_date=&group_by=source", auth),
+        (b"/analytics/campaigns/spring/leads", auth),
+        (b"/analytics/campaigns", b""),
+        (b"/", b""),
+        (b"/static/app.js", b""),
+        (b"/schema/openapi.json", b""),
+        (b"/healthz", b""),
+        (b"/nowhere", b""),
+    ]
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as connection:
+        for target, extra in targets:
+            request = target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + b"\r\n"
+            connection.sendall(b"GET " + request)
+            get_head, body = read_response(connection, body=True)
+            connection.sendall(b"HEAD " + request)
+            head, nothing = read_response(connection, body=False)  # fails on bytes after it
+            assert header_lines(head) == header_lines(get_head), target
+            assert int(header_lines(head)[1][b"content-length"]) == len(body) > 0, target
+            assert nothing == b""
+            etag = header_lines(get_head)[1].get(b"etag")
+            if etag is not None and target.startswith(b"/analytics"):
+                connection.sendall(
+                    b"HEAD " + request[:-2] + b"If-None-Match: " + etag + b"\r\n\r\n"
+                )
+                head, _ = read_response(connection, body=False)
+                assert head.startswith(b"HTTP/1.1 304 "), head
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, body = read_response(connection, body=True)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert body == b'{"status":"ok"}'

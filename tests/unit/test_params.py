@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from kenbun_analytics.errors import BadRequest, InvalidDate
-from kenbun_analytics.web.params import campaign_name_from_raw_path, group_by_column, parse_bound
+from kenbun_analytics.web.params import (
+    campaign_name_from_raw_path,
+    drilldown_campaign_name,
+    given_values,
+    group_by_column,
+    parse_bound,
+)
 
 
 def utc(*parts: int) -> datetime:
@@ -85,6 +92,10 @@ def test_group_by(value: str | None, column: str) -> None:
         (b"/analytics/campaigns/caf%C3%A9%20%E2%98%95/leads?x=1", "caf\u00e9 \u2615"),
         (b"/analytics/campaigns/50%25/leads", "50%"),
         (b"/analytics/campaigns/a/b/leads", "a/b"),
+        (b"/analytics/campaigns/%2E/leads", "."),
+        (b"/analytics/campaigns/%2e%2E/leads", ".."),
+        (b"/analytics/campaigns/./leads", "."),
+        (b"/analytics/campaigns/.../leads", "..."),
         (b"/analytics/campaigns/spring", None),
         (b"/analytics/campaigns/leads", None),
     ],
@@ -108,3 +119,66 @@ def test_campaign_name_is_decoded_once_from_the_raw_path(raw: bytes, name: str |
 def test_bad_campaign_names(raw: bytes, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         campaign_name_from_raw_path(raw)
+
+
+@pytest.mark.parametrize(
+    ("query", "given"),
+    [
+        ({}, {}),
+        ({"group_by": ["source"], "other": ["x", "y"]}, {"group_by": "source"}),
+        ({"start_date": [""], "end_date": [""], "group_by": [""]}, {}),
+        ({"start_date": ["", ""]}, {}),
+        ({"start_date": ["", "2026-03-01"]}, {"start_date": "2026-03-01"}),
+        ({"end_date": ["2026-03-31", ""]}, {"end_date": "2026-03-31"}),
+        ({"start_date": [" "]}, {"start_date": " "}),
+    ],
+)
+def test_an_empty_value_is_no_value(query: dict[str, list[str]], given: dict[str, str]) -> None:
+    """Empty values are dropped first: what is left is each parameter's one value."""
+    assert given_values(query) == given
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"group_by": ["campaign", "source"]},
+        {"start_date": ["2026-03-01", "", "2026-03-01"]},
+        {"end_date": ["", "a", "b"]},
+    ],
+)
+def test_two_values_of_a_parameter_are_a_bad_request(query: dict[str, list[str]]) -> None:
+    with pytest.raises(BadRequest, match="given more than once"):
+        given_values(query)
+
+
+@pytest.mark.parametrize(
+    ("raw", "named", "name"),
+    [
+        (b"/analytics/campaigns/leads", ["."], "."),
+        (b"/analytics/campaigns/leads?campaign_name=..", ["..", ""], ".."),
+        (b"/analytics/campaigns/leads", ["", "a/b"], "a/b"),
+        (b"/analytics/campaigns/spring/leads", ["autumn"], "spring"),
+        (b"/analytics/campaigns/leads/leads", ["."], "leads"),
+        (b"/analytics/campaigns/spring", ["."], None),
+    ],
+)
+def test_the_query_names_the_value_at_the_named_drilldown_path(
+    raw: bytes, named: list[str], name: str | None
+) -> None:
+    """/analytics/campaigns/leads?campaign_name=<value>: the way to "." and "..";
+    elsewhere the path names the value."""
+    assert drilldown_campaign_name(raw, named) == name
+
+
+@pytest.mark.parametrize(
+    ("named", "message"),
+    [
+        ([], "campaign_name is required"),
+        ([""], "campaign_name=<value> for '.' and '..'"),
+        ([".", ".."], "campaign_name is given more than once"),
+        (["\x00"], "NUL"),
+    ],
+)
+def test_bad_named_campaign_names(named: list[str], message: str) -> None:
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        drilldown_campaign_name(b"/analytics/campaigns/leads", named)

@@ -7,7 +7,7 @@ cancelled by the server rather than stalling the refresh forever.
 
 The SQL below computes the per-row facts that the semantics fix exactly
 (the UTM text, the preferred alias, the most recent deal, the per-account deal
-sums) so that PostgreSQL's own ``->>``, ``trim`` and ``lower`` define them, the
+sums) so that PostgreSQL's own ``->>``, ``btrim`` and ``lower`` define them, the
 same functions a straight SQL check uses. The one exception is the score_delta
 reading: it arrives as text and :func:`kenbun_analytics.engine.points.read_points`
 rounds it (a property test holds it to PostgreSQL's ``round``).
@@ -30,6 +30,11 @@ import pyarrow as pa
 from kenbun_analytics.errors import SourceError
 from kenbun_analytics.source.migrate import migrations, split_statements
 from kenbun_analytics.source.priority import lower_server_process
+
+TRIM_CHARACTERS = r"E' \t\n\r'"
+"""What a level or stage is trimmed of at either end before it is compared
+(``btrim(text, TRIM_CHARACTERS)``): spaces, tabs, line feeds and carriage returns.
+PostgreSQL's one-argument ``trim`` removes spaces only."""
 
 # The events that are not the duplicate of a normalized pair. Of those, only the
 # ones holding at least one UTM key with a non-empty value can ever count: the
@@ -89,7 +94,8 @@ WITH preferred AS (
     ORDER BY d.account_id, d.created_at DESC, d.id DESC
 )
 SELECT l.id AS lead_key,
-       COALESCE(lower(trim(l.engagement_level)) IN ('warm', 'hot'), false) AS is_mql,
+       COALESCE(lower(btrim(l.engagement_level, {trim_characters})) IN ('warm', 'hot'), false)
+           AS is_mql,
        l.account_id::text AS account_id,
        COALESCE(a.email, a.phone, a.social, a.external_id, a.cookie) AS display_name,
        a.email,
@@ -107,7 +113,7 @@ LEFT JOIN aliases a ON a.lead_id = l.id
 LEFT JOIN accounts acc ON acc.id = l.account_id
 LEFT JOIN latest_deal ld ON ld.account_id = l.account_id
 WHERE {which}
-"""
+""".replace("{trim_characters}", TRIM_CHARACTERS)
 LEADS_OF_ORG_UNIT = _LEADS.replace("{which}", "l.org_unit_id = $1::uuid")
 # Leads of other org units that an org unit's events name: they count there with
 # their own facts (the semantics join events to leads by id alone).
@@ -115,12 +121,13 @@ LEADS_BY_ID = _LEADS.replace("{which}", "l.id = ANY($1::text::uuid[])")
 
 # One row per account with deals: a deal belongs to one account, so the distinct
 # deals reachable from a set of accounts are exactly the sum of these per-account rows.
-ACCOUNT_DEALS_OF_ORG_UNIT = """
+ACCOUNT_DEALS_OF_ORG_UNIT = f"""
 SELECT d.account_id::text AS account_id,
        count(*) AS deals_count,
        COALESCE(sum(d.amount), 0)::text AS pipeline_value,
        COALESCE(sum(d.amount) FILTER (
-           WHERE lower(trim(d.stage)) IN ('closedwon', 'closed_won')), 0)::text AS closed_won_value
+           WHERE lower(btrim(d.stage, {TRIM_CHARACTERS})) IN ('closedwon', 'closed_won')), 0)::text
+           AS closed_won_value
 FROM deals d
 WHERE d.org_unit_id = $1::uuid AND d.account_id IS NOT NULL
 GROUP BY d.account_id

@@ -33,18 +33,21 @@ from kenbun_analytics.web.openapi import (
 )
 from kenbun_analytics.web.params import (
     WINDOW_PARAMETERS,
-    campaign_name_from_raw_path,
+    drilldown_campaign_name,
+    given_values,
     group_by_column,
     parse_window,
-    single_values,
 )
 from kenbun_analytics.web.responses import answer, campaigns_key, leads_key
 from kenbun_analytics.web.schemas import CampaignsResponse, LeadsResponse
 
 
-def _no_repeated_parameters(request: Request[Any, Any, Any]) -> None:
+def _query_values(request: Request[Any, Any, Any]) -> tuple[str | None, str | None, str | None]:
+    """group_by, start_date and end_date as :func:`given_values` reads them: the
+    handlers' bound arguments keep an empty value and the last of repeated ones."""
     query = request.query_params
-    single_values({name: query.getall(name, []) for name in WINDOW_PARAMETERS}, WINDOW_PARAMETERS)
+    given = given_values({name: query.getall(name, []) for name in WINDOW_PARAMETERS})
+    return given.get("group_by"), given.get("start_date"), given.get("end_date")
 
 
 @get(
@@ -67,7 +70,7 @@ async def list_campaigns(
     x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[CampaignsResponse]:
     org_unit_id = await authorized_org_unit(request, x_org_unit_id)
-    _no_repeated_parameters(request)
+    group_by, start_date, end_date = _query_values(request)
     column = group_by_column(group_by)
     start, end = parse_window(start_date, end_date)
     snapshot = services_of(request).store.get(org_unit_id)
@@ -76,18 +79,15 @@ async def list_campaigns(
 
 
 async def _leads(
-    request: Request[Any, Any, Any],
-    group_by: str | None,
-    start_date: str | None,
-    end_date: str | None,
-    org_unit_header: str | None,
+    request: Request[Any, Any, Any], org_unit_header: str | None
 ) -> Response[LeadsResponse]:
     org_unit_id = await authorized_org_unit(request, org_unit_header)
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    campaign_name = campaign_name_from_raw_path(raw_path)
+    named = request.query_params.getall("campaign_name", [])
+    campaign_name = drilldown_campaign_name(raw_path, named)
     if campaign_name is None:
         raise NotFoundException
-    _no_repeated_parameters(request)
+    group_by, start_date, end_date = _query_values(request)
     column = group_by_column(group_by)
     start, end = parse_window(start_date, end_date)
     snapshot = services_of(request).store.get(org_unit_id)
@@ -118,11 +118,12 @@ async def list_campaign_leads(
     end_date: Annotated[str | None, END_DATE] = None,
     x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[LeadsResponse]:
-    del campaign_name  # read from the raw path, decoded once (see _leads)
-    return await _leads(request, group_by, start_date, end_date, x_org_unit_id)
+    del campaign_name, group_by, start_date, end_date  # read from the request (see _leads)
+    return await _leads(request, x_org_unit_id)
 
 
-# ASGI servers decode %2F before routing, so a value holding "/" arrives here.
+# ASGI servers decode %2F before routing, so a value holding "/" arrives here, and
+# so does /analytics/campaigns/leads?campaign_name=<value> (params.NAMED_LEADS_PATH).
 @get("/analytics/campaigns/{rest:path}", include_in_schema=False)
 async def list_campaign_leads_with_slashes(
     request: Request[Any, Any, Any],
@@ -133,8 +134,8 @@ async def list_campaign_leads_with_slashes(
     end_date: Annotated[str | None, END_DATE] = None,
     x_org_unit_id: OrgUnitHeader = None,
 ) -> Response[LeadsResponse]:
-    del rest  # the raw path is authoritative
-    return await _leads(request, group_by, start_date, end_date, x_org_unit_id)
+    del rest, group_by, start_date, end_date  # the raw path is authoritative (see _leads)
+    return await _leads(request, x_org_unit_id)
 
 
 ROUTES = [list_campaigns, list_campaign_leads, list_campaign_leads_with_slashes]

@@ -31,6 +31,7 @@ from kenbun_analytics.web.auth import Authenticator
 from kenbun_analytics.web.cache import ResultCache
 from kenbun_analytics.web.context import Operations, Services
 from kenbun_analytics.web.guard import MAX_BODY_BYTES, guard
+from kenbun_analytics.web.head import answer_head
 from kenbun_analytics.web.hits import serve_cached_hits
 from kenbun_analytics.web.observability import Metrics, observe
 from kenbun_analytics.web.openapi import SECURITY_SCHEMES
@@ -154,9 +155,10 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
     )
     # Outermost, around Litestar's own exception handling, the way Litestar's
     # OpenTelemetry plugin wraps it: every answer, 404s and 413s too, is observed.
-    # Inside the guard's limits: repeated cached aggregates skip the routing.
+    # Inside the guard's limits: repeated cached aggregates skip the routing. A HEAD
+    # is run as its GET around both, so it gets the same answer, without the body.
     handler = serve_cached_hits(app.asgi_handler, lambda: getattr(app.state, "services", None))
-    app.asgi_handler = observe(guard(handler), metrics, access_log=settings.access_log)
+    app.asgi_handler = observe(answer_head(guard(handler)), metrics, access_log=settings.access_log)
     app.state.admin = create_admin_app(operations, access_log=settings.access_log)
     return app
 
@@ -174,6 +176,9 @@ def create_admin_app(operations: Operations, *, access_log: bool) -> Litestar:
         state=State({"operations": operations}),
     )
     admin.asgi_handler = observe(
-        admin.asgi_handler, operations.metrics, access_log=access_log, route_prefix="admin:"
+        answer_head(admin.asgi_handler),
+        operations.metrics,
+        access_log=access_log,
+        route_prefix="admin:",
     )
     return admin

@@ -6,7 +6,9 @@ parameter parsing and response machinery, with the same status, headers and
 body and cache key (:mod:`kenbun_analytics.web.responses` builds both).
 
 Only plain requests qualify: a credential found in the authentication cache,
-no cookie, each parameter at most once in plain characters, and an answer in
+no cookie, only the three parameters in plain characters, each given at most
+one value as :func:`kenbun_analytics.web.params.given_values` reads them (an empty
+value is no value, as in the app), and an answer in
 the result cache (in gzip form, when the client accepts gzip and the answer is
 worth compressing: the app compresses it, off the event loop). Everything
 else, every error included, goes on to the app, which answers it the usual
@@ -23,18 +25,23 @@ from urllib.parse import unquote
 from kenbun_analytics.errors import KenbunError
 from kenbun_analytics.web.auth import active_org_unit
 from kenbun_analytics.web.context import Services
-from kenbun_analytics.web.params import WINDOW_PARAMETERS, group_by_column, parse_window
+from kenbun_analytics.web.params import (
+    WINDOW_PARAMETERS,
+    given_values,
+    group_by_column,
+    parse_window,
+)
 from kenbun_analytics.web.responses import JSON, accepts_gzip, cached_answer, campaigns_key
 
 PATH = "/analytics/campaigns"
-_PLAIN = re.compile(r"(?:[A-Za-z0-9_.:-]|%3A)+")
-"""A non-empty value whose decoding no parser disagrees on (``%`` only in ``%3A``)."""
+_PLAIN = re.compile(r"(?:[A-Za-z0-9_.:-]|%3A)*")
+"""A value whose decoding no parser disagrees on (``%`` only in ``%3A``)."""
 _HEADERS = frozenset({b"authorization", b"x-org-unit-id", b"accept-encoding", b"if-none-match"})
 
 
-def _parameters(query_string: bytes) -> dict[str, str] | None:
-    """The parameters of a plain query string; None for anything else."""
-    parameters: dict[str, str] = {}
+def _parameters(query_string: bytes) -> dict[str, list[str]] | None:
+    """The values of each parameter of a plain query string; None for anything else."""
+    parameters: dict[str, list[str]] = {}
     if not query_string:
         return parameters
     try:
@@ -43,11 +50,9 @@ def _parameters(query_string: bytes) -> dict[str, str] | None:
         return None
     for pair in text.split("&"):
         name, equals, value = pair.partition("=")
-        if not equals or name not in WINDOW_PARAMETERS or name in parameters:
+        if not equals or name not in WINDOW_PARAMETERS or not _PLAIN.fullmatch(value):
             return None
-        if not _PLAIN.fullmatch(value):
-            return None
-        parameters[name] = unquote(value)
+        parameters.setdefault(name, []).append(unquote(value))
     return parameters
 
 
@@ -75,8 +80,9 @@ def _answer(
         if principal is None:
             return None
         org_unit_id = active_org_unit(principal, header=headers.get(b"x-org-unit-id"), cookie=None)
-        column = group_by_column(parameters.get("group_by"))
-        start, end = parse_window(parameters.get("start_date"), parameters.get("end_date"))
+        given = given_values(parameters)
+        column = group_by_column(given.get("group_by"))
+        start, end = parse_window(given.get("start_date"), given.get("end_date"))
     except KenbunError:
         return None
     snapshot = services.store.find(org_unit_id)

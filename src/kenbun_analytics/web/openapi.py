@@ -54,8 +54,8 @@ from kenbun_analytics.web.guard import MAX_BODY_BYTES, SINGLE_HEADERS
 from kenbun_analytics.web.params import (
     GROUP_BY_VALUES,
     campaign_name_from_raw_path,
+    given_values,
     parse_window,
-    single_values,
 )
 from kenbun_analytics.web.schemas import ErrorBody, ReadyResponse
 
@@ -248,7 +248,7 @@ _PARAMETER_ERRORS = (
     ("start after end", _raised(lambda: parse_window("2026-03-02", "2026-03-01")).detail),
     (
         "repeated parameter",
-        _raised(lambda: single_values({"group_by": ["a", "b"]}, ("group_by",))).detail,
+        _raised(lambda: given_values({"group_by": ["a", "b"]})).detail,
     ),
     *_REPEATED_HEADERS,
 )

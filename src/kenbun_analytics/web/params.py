@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from kenbun_analytics.engine.frames import KEYS
@@ -25,6 +25,11 @@ _TIMESTAMP = re.compile(
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _LEADS_PREFIX = b"/analytics/campaigns/"
 _LEADS_SUFFIX = b"/leads"
+NAMED_LEADS_PATH = b"/analytics/campaigns/leads"
+"""The drilldown of the value the query names (``?campaign_name=``): the way to
+the values ``.`` and ``..``, which no URL path holds. URL parsers drop a path
+segment ``.`` or ``..`` as a dot segment, spelled ``%2E`` or not (the WHATWG URL
+standard every browser follows, RFC 3986's normalization), before sending it."""
 
 
 def group_by_column(value: str | None) -> str:
@@ -108,15 +113,46 @@ def campaign_name_from_raw_path(raw_path: bytes) -> str | None:
         name = urllib.parse.unquote_to_bytes(encoded).decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("campaign_name must be UTF-8 text, percent-encoded") from None
+    return _valid_name(name)
+
+
+def drilldown_campaign_name(raw_path: bytes, named: Sequence[str]) -> str | None:
+    """The drilldown's campaign_name: from the path (:func:`campaign_name_from_raw_path`)
+    or, at :data:`NAMED_LEADS_PATH`, the one value ``named`` by the query's
+    campaign_name. None when the path is neither."""
+    if raw_path.split(b"?", 1)[0] != NAMED_LEADS_PATH:
+        return campaign_name_from_raw_path(raw_path)
+    given = given_values({"campaign_name": named}, ("campaign_name",))
+    return _valid_name(given.get("campaign_name", ""))
+
+
+def _valid_name(name: str) -> str:
     if not name:
-        raise BadRequest("campaign_name is required")
+        raise BadRequest(
+            "campaign_name is required: send /analytics/campaigns/<value>/leads, or "
+            "/analytics/campaigns/leads?campaign_name=<value> for '.' and '..', "
+            "which URLs drop from a path"
+        )
     if "\x00" in name:
         raise BadRequest("campaign_name cannot hold a NUL character (%00): no UTM value does")
     return name
 
 
-def single_values(query: Mapping[str, list[str]], names: tuple[str, ...]) -> None:
-    """A parameter given twice is ambiguous: say so rather than pick one."""
+def given_values(
+    query: Mapping[str, Sequence[str]], names: Sequence[str] = WINDOW_PARAMETERS
+) -> dict[str, str]:
+    """The value of each of ``names`` given one, by name.
+
+    An empty value is no value: ``start_date=`` (an HTML form's or a BI tool's
+    empty field) is the parameter left out, and is dropped before anything else,
+    so ``start_date=&start_date=2026-03-01`` gives the date once. A parameter
+    given two values (empty ones aside) is ambiguous: say so rather than pick one.
+    """
+    given: dict[str, str] = {}
     for name in names:
-        if len(query.get(name, ())) > 1:
+        values = [value for value in query.get(name, ()) if value]
+        if len(values) > 1:
             raise BadRequest(f"{name} is given more than once: give it once")
+        if values:
+            given[name] = values[0]
+    return given

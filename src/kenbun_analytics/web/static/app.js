@@ -137,9 +137,14 @@ function format(value, kind) {
   return String(value);
 }
 
+// A spreadsheet reads a cell starting with one of these as a formula (CSV
+// injection): such a text cell is written with a leading ', which shows it as text.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 function csv(columns, data) {
   const escape = (value) => {
-    const text = value === null || value === undefined ? "" : String(value);
+    let text = value === null || value === undefined ? "" : String(value);
+    if (typeof value === "string" && FORMULA_START.test(text)) text = `'${text}`;
     return /[",\n\r]/.test(text) || /^\s|\s$/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   };
   const lines = [columns.map((c) => escape(c.key)).join(",")];
@@ -307,6 +312,16 @@ function query(s) {
   return params;
 }
 
+// The leads of a value. A URL path cannot hold the values "." and "..": the
+// browser drops them as dot segments, %2E included, so those are named in the query.
+function leadsUrl(value, params) {
+  if (value === "." || value === "..") {
+    params.set("campaign_name", value);
+    return `/analytics/campaigns/leads?${params}`;
+  }
+  return `/analytics/campaigns/${encodeURIComponent(value)}/leads?${params}`;
+}
+
 function noteSnapshot(response) {
   const at = response.headers.get("X-Snapshot-At");
   if (at) snapshotAt = new Date(at);
@@ -354,7 +369,7 @@ async function render() {
   document.body.classList.add("loading");
   try {
     if (s.value !== null) {
-      const { body, response } = await api(`/analytics/campaigns/${encodeURIComponent(s.value)}/leads?${query(s)}`);
+      const { body, response } = await api(leadsUrl(s.value, query(s)));
       leads = body.leads;
       noteSnapshot(response);
       renderDrilldown(s);
@@ -410,6 +425,8 @@ async function start() {
 // ----------------------------------------------------------------- wiring --
 
 document.addEventListener("DOMContentLoaded", () => {
+  // Every control applies itself as it changes: the form is never sent (Enter in the filter).
+  $("controls").addEventListener("submit", (event) => event.preventDefault());
   $("sign-in-form").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
