@@ -12,7 +12,7 @@ as a child process and then, one scenario after another:
 - a refresh hung on a lock, abandoned after the refresh timeout;
 - a second service started while PostgreSQL is down;
 - schemathesis against the OpenAPI document, with and without credentials;
-- the malformed-request corpus of ``tests/hostile_corpus.py``;
+- the malformed-request corpus of ``support/hostile_corpus.py``;
 - a scan of every response body and every log line of the run for stack traces,
   SQL, file paths and credentials.
 
@@ -451,18 +451,21 @@ def fuzz(
 ) -> dict[str, Any]:
     """Schemathesis with and without credentials; the responses it saw go to ``responses``."""
     results = {}
-    for label, extra in (
-        ("with credentials", ["-H", f"Authorization: {authorization}"]),
-        ("anonymous", []),
+    credentials = ["-H", f"Authorization: {authorization}"]
+    standard = "not_a_server_error,response_schema_conformance,content_type_conformance"
+    for label, checks, extra in (
+        ("with credentials", standard, credentials),
+        ("anonymous", standard, []),
+        ("with credentials, all checks", "all", credentials),
     ):
-        report = report_dir / f"schemathesis-{label.replace(' ', '-')}.json"
+        report = report_dir / f"schemathesis-{label.replace(',', '').replace(' ', '-')}.json"
         completed = subprocess.run(
             [
                 str(Path(sys.executable).with_name("schemathesis")),
                 "run",
                 service.base + "/schema/openapi.json",
                 "--checks",
-                "not_a_server_error,response_schema_conformance,content_type_conformance",
+                checks,
                 "--max-examples",
                 str(examples),
                 "--seed",
@@ -497,6 +500,7 @@ def fuzz(
             "failures": data["test_cases"]["with_failures"],
             "errors": len(data["errors"]),
             "operations": data["operations"]["tested"],
+            "checks": checks.replace(",", ", "),
         }
         assert completed.returncode == 0, completed.stdout[-3000:]
     return results
@@ -591,11 +595,11 @@ def render(facts: dict[str, Any]) -> str:
     ]
     for label, run in fuzzed.items():
         lines.append(
-            f"| schemathesis {label} (not_a_server_error, response_schema_conformance, content_type_conformance) |"
+            f"| schemathesis {label} ({run['checks']}) |"
             f" {run['generated']:,} generated requests over {run['operations']} operations; {run['failures']} failures, {run['errors']} errors |"
         )
     lines += [
-        f"| malformed-request corpus (`tests/hostile_corpus.py`) | {corpus_run['requests']} requests, all 4xx: "
+        f"| malformed-request corpus (`support/hostile_corpus.py`) | {corpus_run['requests']} requests, all 4xx: "
         + ", ".join(f"{code} ({n})" for code, n in corpus_run["statuses"].items())
         + " |",
         f"| response bodies and log lines scanned for tracebacks, SQL, file paths, tokens, secrets | {scan['scanned']:,} scanned, {scan['leaks']} leaks |",
