@@ -51,12 +51,19 @@ BIG = Decimal("1234567890123456.78")
 OPERATIONS = {
     ("get", "/analytics/campaigns"): "listCampaigns",
     ("get", "/analytics/campaigns/{campaign_name}/leads"): "listCampaignLeads",
+    ("get", "/analytics/campaigns/totals"): "getCampaignTotals",
+    ("get", "/analytics/campaigns/timeseries"): "getCampaignTimeseries",
     ("get", "/org-units"): "listOrgUnits",
     ("post", "/org-units/active"): "chooseOrgUnit",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }
-ANALYTICS = [("get", "/analytics/campaigns"), ("get", "/analytics/campaigns/{campaign_name}/leads")]
+ANALYTICS = [
+    ("get", "/analytics/campaigns"),
+    ("get", "/analytics/campaigns/{campaign_name}/leads"),
+    ("get", "/analytics/campaigns/totals"),
+    ("get", "/analytics/campaigns/timeseries"),
+]
 CREDENTIALED = [*ANALYTICS, ("get", "/org-units"), ("post", "/org-units/active")]
 PUBLIC = [("get", "/healthz"), ("get", "/readyz")]
 
@@ -555,6 +562,8 @@ class Checker:
 JSON = "application/json"
 CAMPAIGNS = "/analytics/campaigns"
 LEADS = "/analytics/campaigns/{campaign_name}/leads"
+TOTALS = "/analytics/campaigns/totals"
+TIMESERIES = "/analytics/campaigns/timeseries"
 
 
 def test_live_answers_of_every_status_match_the_document(
@@ -582,7 +591,12 @@ def test_live_answers_of_every_status_match_the_document(
         ):
             assert check(http.get(path), pattern).status_code == 200
         for headers in (analyst, robot):
-            for path, pattern in ((CAMPAIGNS, CAMPAIGNS), (leads_of, LEADS)):
+            for path, pattern in (
+                (CAMPAIGNS, CAMPAIGNS),
+                (leads_of, LEADS),
+                (TOTALS, TOTALS),
+                (TIMESERIES, TIMESERIES),
+            ):
                 fresh = check(http.get(path, headers=headers), pattern)
                 assert fresh.status_code == 200
                 stripped = httpx.Response(

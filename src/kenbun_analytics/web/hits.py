@@ -6,7 +6,9 @@ parameter parsing and response machinery, with the same status, headers and
 body and cache key (:mod:`kenbun_analytics.web.responses` builds both).
 
 Only plain requests qualify: a credential found in the authentication cache,
-no cookie, each parameter at most once in plain characters, and an answer in
+no cookie, an Accept header (if any) that negotiates JSON, none of the
+parameters of dashboards.md (filters, tz, format...: only group_by, start_date
+and end_date), each parameter at most once in plain characters, and an answer in
 the result cache (in gzip form, when the client accepts gzip and the answer is
 worth compressing: the app compresses it, off the event loop). Everything
 else, every error included, goes on to the app, which answers it the usual
@@ -23,13 +25,20 @@ from urllib.parse import unquote
 from kenbun_analytics.errors import KenbunError
 from kenbun_analytics.web.auth import active_org_unit
 from kenbun_analytics.web.context import Services
-from kenbun_analytics.web.params import WINDOW_PARAMETERS, group_by_column, parse_window
+from kenbun_analytics.web.params import (
+    WINDOW_PARAMETERS,
+    group_by_column,
+    negotiate,
+    parse_window,
+)
 from kenbun_analytics.web.responses import JSON, accepts_gzip, cached_answer, campaigns_key
 
 PATH = "/analytics/campaigns"
 _PLAIN = re.compile(r"(?:[A-Za-z0-9_.:-]|%3A)+")
 """A non-empty value whose decoding no parser disagrees on (``%`` only in ``%3A``)."""
-_HEADERS = frozenset({b"authorization", b"x-org-unit-id", b"accept-encoding", b"if-none-match"})
+_HEADERS = frozenset(
+    {b"authorization", b"x-org-unit-id", b"accept", b"accept-encoding", b"if-none-match"}
+)
 
 
 def _parameters(query_string: bytes) -> dict[str, str] | None:
@@ -68,7 +77,7 @@ def _answer(
     """The cached answer of a plain request, or None to leave it to the app."""
     headers = _headers(scope["headers"])
     parameters = _parameters(scope["query_string"])
-    if headers is None or parameters is None:
+    if headers is None or parameters is None or negotiate(headers.get(b"accept")) != "json":
         return None
     try:
         principal = services.authenticator.cached(headers.get(b"authorization"))
