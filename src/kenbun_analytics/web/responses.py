@@ -22,7 +22,7 @@ from kenbun_analytics.web.context import services_of
 JSON = "application/json"
 MEDIA_TYPES = {
     "json": JSON,
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",  # Litestar adds "; charset=utf-8" to a text/* type
     "arrow": "application/vnd.apache.arrow.stream",
 }
 """The Content-Type of each answer format."""
