@@ -20,7 +20,7 @@ from litestar.params import PathParameter
 from kenbun_analytics.web.answers import (
     Window,
     campaigns_body,
-    leads_body,
+    leads_page,
     timeseries_body,
     totals_body,
 )
@@ -162,9 +162,14 @@ async def list_campaigns(
         request,
         snapshot,
         key,
-        campaigns_body,
-        window,
-        asked.fmt,
+        functools.partial(
+            campaigns_body,
+            group_by=window.group_by,
+            start=window.start,
+            end=window.end,
+            filters=window.filters,
+            fmt=asked.fmt,
+        ),
         media_type=MEDIA_TYPES[asked.fmt],
     )
 
@@ -308,7 +313,7 @@ async def _leads(request: AnyRequest, org_unit_header: str | None) -> Response[L
         snapshot,
         key,
         functools.partial(
-            leads_body,
+            leads_page,
             window=window,
             campaign_name=campaign_name,
             offset=offset,

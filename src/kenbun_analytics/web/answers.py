@@ -55,16 +55,25 @@ def _rows(snapshot: Snapshot, window: Window) -> tuple[pl.DataFrame, int, int]:
     return rows, lo, hi
 
 
-def campaigns_body(snapshot: Snapshot, window: Window, fmt: str = "json") -> bytes:
-    rows, _, _ = _rows(snapshot, window)
+def campaigns_body(
+    snapshot: Snapshot,
+    group_by: str,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    filters: Filters = NO_FILTERS,
+    fmt: str = "json",
+) -> bytes:
+    """The aggregate (today's arguments first, so today's callers are unchanged)."""
+    rows, _, _ = _rows(snapshot, Window(group_by, start, end, filters))
     if fmt != "json":
         return _tabular(rows, fmt)
     return json_encoder.encode(
-        CampaignsEnvelope(group_by=window.group_by, campaigns=msgspec.Raw(json_array(rows)))
+        CampaignsEnvelope(group_by=group_by, campaigns=msgspec.Raw(json_array(rows)))
     )
 
 
-def leads_body(
+def leads_page(
     snapshot: Snapshot,
     *,
     window: Window,
@@ -73,6 +82,7 @@ def leads_body(
     limit: int = queries.DRILLDOWN_LIMIT,
     fmt: str = "json",
 ) -> Encoded:
+    """A page of a value's leads, with its X-Total-Count."""
     layout = snapshot.layout
     lo, hi = queries.window_rows(layout.times, window.start, window.end)
     rows = dashboards.value_rows(
@@ -91,6 +101,18 @@ def leads_body(
         LeadsEnvelope(campaign_name=campaign_name, leads=msgspec.Raw(json_array(page.leads)))
     )
     return Encoded(body, headers)
+
+
+def leads_body(
+    snapshot: Snapshot,
+    group_by: str,
+    campaign_name: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> bytes:
+    """Today's drilldown body: the first page of 500, without filters, as JSON."""
+    window = Window(group_by, start, end)
+    return leads_page(snapshot, window=window, campaign_name=campaign_name).body
 
 
 def totals_body(snapshot: Snapshot, window: Window, fmt: str = "json") -> bytes:
