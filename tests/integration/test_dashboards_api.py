@@ -86,8 +86,10 @@ def check_http(
     start = bound(world, query.start, query.tz, end=False)
     end = bound(world, query.end, query.tz, end=True)
     if start is not None and end is not None and start > end:
+        # start_date after end_date is a 400: ask with the bounds the other way round.
         query = Query(**{**query.__dict__, "start": query.end, "end": query.start})
-        start, end = end, start
+        start = bound(world, query.start, query.tz, end=False)
+        end = bound(world, query.end, query.tz, end=True)
     params = query_params(query)
     key = f"utm_{query.group_by}"
 
