@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ import psycopg
 
 from benchmarks import baselines
 from kenbun_analytics.engine.encode import arrow_frame, raw_events_frame
+from kenbun_analytics.engine.filters import Filters
 from kenbun_analytics.engine.frames import ACCOUNT_DEALS, LEAD_FACTS
 from kenbun_analytics.engine.layout import resident_bytes
 from kenbun_analytics.engine.points import read_points
@@ -57,9 +58,16 @@ from kenbun_analytics.local.seed import org_unit_id, seed_world
 from kenbun_analytics.refresh.refresher import Refresher
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import SnapshotStore
-from kenbun_analytics.web.answers import campaigns_body, leads_body
+from kenbun_analytics.web.answers import (
+    Window,
+    campaigns_body,
+    leads_body,
+    leads_page,
+    timeseries_body,
+    totals_body,
+)
 from kenbun_analytics.web.auth import Authenticator
-from kenbun_analytics.web.params import parse_window
+from kenbun_analytics.web.params import parse_tz, parse_window, parse_zoned_window
 
 HERE = Path(__file__).parent
 SEED = 1
@@ -347,6 +355,77 @@ def run_baselines(
     return timings
 
 
+DASHBOARD_DAYS = 180
+
+
+def dashboard_timings(
+    snapshot: Any, largest: str, repeat: int, checks: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """The targets of dashboards.md, in-process and uncached like the aggregates above:
+    totals, daily/weekly/monthly time series of the top 10 campaigns, filtered
+    aggregates, a deep page of leads, and the aggregate as CSV and Arrow."""
+    timings: dict[str, dict[str, float]] = {}
+    whole = Window("campaign", None, None)
+    first_day = (ANCHOR - timedelta(days=DASHBOARD_DAYS - 1)).isoformat()
+    last_day = ANCHOR.isoformat()
+
+    def window_in(tz: str) -> Window:
+        start, end = parse_zoned_window(first_day, last_day, parse_tz(tz)[1])
+        return Window("campaign", start, end)
+
+    timings["totals by campaign, whole range"] = summary(
+        measure(lambda: totals_body(snapshot, whole), repeat)
+    )
+    for tz, interval in (
+        ("UTC", "day"),
+        ("America/New_York", "day"),
+        ("UTC", "week"),
+        ("UTC", "month"),
+    ):
+        window = window_in(tz)
+        timings[f"time series, top 10 campaigns, {DASHBOARD_DAYS} days by {interval}, {tz}"] = (
+            summary(
+                measure(
+                    lambda w=window, z=tz, i=interval: timeseries_body(
+                        snapshot, window=w, tz_name=z, interval=i, names=[]
+                    ),
+                    repeat,
+                )
+            )
+        )
+    sources = rows_of(campaigns_body(snapshot, "source", None, None), "campaigns")
+    one_source = Filters.of(source=[sources[0]["name"]])
+    one_campaign = Filters.of(campaign=[largest])
+    timings["aggregate by campaign, filtered to one source"] = summary(
+        measure(
+            lambda: campaigns_body(snapshot, "campaign", None, None, filters=one_source), repeat
+        )
+    )
+    timings["aggregate by campaign, filtered to one campaign"] = summary(
+        measure(
+            lambda: campaigns_body(snapshot, "campaign", None, None, filters=one_campaign), repeat
+        )
+    )
+    first = leads_page(snapshot, window=whole, campaign_name=largest)
+    checks["leads of the largest campaign (X-Total-Count)"] = int(
+        dict(first.headers)["X-Total-Count"]
+    )
+    timings["drilldown page, largest campaign, offset 0"] = summary(
+        measure(lambda: leads_page(snapshot, window=whole, campaign_name=largest), repeat)
+    )
+    timings["drilldown page, largest campaign, offset 2000"] = summary(
+        measure(
+            lambda: leads_page(snapshot, window=whole, campaign_name=largest, offset=2000),
+            repeat,
+        )
+    )
+    for fmt in ("json", "csv", "arrow"):
+        timings[f"aggregate by campaign, whole range, as {fmt}"] = summary(
+            measure(lambda f=fmt: campaigns_body(snapshot, "campaign", None, None, fmt=f), repeat)
+        )
+    return timings
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     url, server = database(args)
     try:
@@ -425,6 +504,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timings["drilldown, small campaign"] = summary(
             measure(lambda: leads_body(snapshot, "campaign", small, *whole), repeat)
         )
+
+        say("dashboards: filters, totals, time series, pages, formats")
+        timings.update(dashboard_timings(snapshot, largest, repeat, result["checks"]))
 
         # Baselines on the whole range by campaign, each checked against our rows.
         say("baselines")

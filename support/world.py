@@ -612,7 +612,7 @@ cell_leads AS (SELECT DISTINCT g, b, lead_id FROM counting WHERE lead_id IS NOT 
 mqls AS (
     SELECT cl.g, cl.b, count(*) AS mql_count
     FROM cell_leads cl JOIN leads l ON l.id = cl.lead_id
-    WHERE lower(trim(l.engagement_level)) IN ('warm', 'hot')
+    WHERE lower(btrim(l.engagement_level, E' \\t\\n\\r')) IN ('warm', 'hot')
     GROUP BY cl.g, cl.b
 ),
 cell_deals AS (
@@ -624,7 +624,7 @@ cell_deals AS (
 deal_sums AS (
     SELECT g, b, count(*) AS deals_count,
            COALESCE(sum(amount), 0) AS pipeline_value,
-           COALESCE(sum(amount) FILTER (WHERE lower(trim(stage)) IN ('closedwon', 'closed_won')), 0)
+           COALESCE(sum(amount) FILTER (WHERE lower(btrim(stage, E' \\t\\n\\r')) IN ('closedwon', 'closed_won')), 0)
                AS closed_won_value
     FROM cell_deals GROUP BY g, b
 )

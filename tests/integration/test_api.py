@@ -204,7 +204,7 @@ def test_gzip_is_served_from_the_cache_when_accepted(
     refresh(client)
     plain = client.get("/analytics/campaigns", headers={**headers, "Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
-    assert plain.headers["vary"] == "Accept-Encoding"
+    assert plain.headers["vary"] == "Accept, Accept-Encoding"  # dashboards.md: formats
     with client.stream(
         "GET", "/analytics/campaigns", headers={**headers, "Accept-Encoding": "br, gzip;q=0.5"}
     ) as packed:
@@ -241,11 +241,13 @@ def test_openapi_documents_both_endpoints(client: Client) -> None:
     """The OpenAPI document describes the endpoints, parameters, responses and errors."""
     document = client.get("/schema/openapi.json").json()
     campaigns = document["paths"]["/analytics/campaigns"]["get"]
+    filters = {"utm_campaign", "utm_source", "utm_medium", "tz", "format"}
     assert {p["name"] for p in campaigns["parameters"]} == {
         "group_by",
         "start_date",
         "end_date",
         "X-Org-Unit-Id",
+        *filters,
     }
     assert {"200", "400", "401", "403"} <= set(campaigns["responses"])
     leads = document["paths"]["/analytics/campaigns/{campaign_name}/leads"]["get"]
@@ -255,6 +257,9 @@ def test_openapi_documents_both_endpoints(client: Client) -> None:
         "start_date",
         "end_date",
         "X-Org-Unit-Id",
+        "limit",
+        "offset",
+        *filters,
     }
     schemas = document["components"]["schemas"]
     row = next(v for k, v in schemas.items() if k.endswith("CampaignRow"))

@@ -51,12 +51,19 @@ BIG = Decimal("1234567890123456.78")
 OPERATIONS = {
     ("get", "/analytics/campaigns"): "listCampaigns",
     ("get", "/analytics/campaigns/{campaign_name}/leads"): "listCampaignLeads",
+    ("get", "/analytics/campaigns/totals"): "getCampaignTotals",
+    ("get", "/analytics/campaigns/timeseries"): "getCampaignTimeseries",
     ("get", "/org-units"): "listOrgUnits",
     ("post", "/org-units/active"): "chooseOrgUnit",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }
-ANALYTICS = [("get", "/analytics/campaigns"), ("get", "/analytics/campaigns/{campaign_name}/leads")]
+ANALYTICS = [
+    ("get", "/analytics/campaigns"),
+    ("get", "/analytics/campaigns/{campaign_name}/leads"),
+    ("get", "/analytics/campaigns/totals"),
+    ("get", "/analytics/campaigns/timeseries"),
+]
 CREDENTIALED = [*ANALYTICS, ("get", "/org-units"), ("post", "/org-units/active")]
 PUBLIC = [("get", "/healthz"), ("get", "/readyz")]
 
@@ -460,6 +467,34 @@ def _use_the_generated_client(
         raw = list_campaign_leads.sync_detailed(name, client=robot)
         assert decimal_json(raw.content)["leads"][0]["deal_amount"] == Decimal("19.99")
 
+    # Totals, a time series and pages of leads (dashboards.md).
+    get_campaign_totals = _api(generated, "analytics", "get_campaign_totals")
+    get_campaign_timeseries = _api(generated, "analytics", "get_campaign_timeseries")
+    totals = get_campaign_totals.sync(client=analyst)
+    assert (totals.group_by, totals.totals.values, totals.totals.total_events) == ("campaign", 3, 4)
+    assert totals.totals.unique_leads == 2
+    news = get_campaign_totals.sync(client=robot, utm_source=["news"], tz="Europe/Berlin")
+    assert (news.totals.values, news.totals.total_events, news.totals.unique_leads) == (3, 3, 1)
+    weekly = get_campaign_timeseries.sync(
+        client=analyst,
+        name=["spring", "a/b"],
+        tz="Europe/Berlin",
+        interval=models.GetCampaignTimeseriesInterval.WEEK,
+    )
+    assert (weekly.interval, weekly.tz, weekly.buckets) == (
+        "week",
+        "Europe/Berlin",
+        ["2026-03-09T00:00:00+01:00"],
+    )
+    assert [(s.name, s.total_events) for s in weekly.series] == [("spring", [2]), ("a/b", [1])]
+    first_page = list_campaign_leads.sync_detailed("spring", client=robot, limit=1)
+    assert first_page.headers["x-total-count"] == "2"
+    assert 'rel="next"' in first_page.headers["link"]
+    second_page = list_campaign_leads.sync_detailed("spring", client=robot, limit=1, offset=1)
+    assert "link" not in second_page.headers
+    paged = [*first_page.parsed.leads, *second_page.parsed.leads]
+    assert len({lead.lead_id for lead in paged}) == 2
+
     # Choosing an org unit: the cookie then selects what the analyst reads.
     chosen = choose_org_unit.sync_detailed(
         client=analyst, body=models.ChooseOrgUnitActiveOrgUnitRequest(org_unit_id=shop.beta)
@@ -555,6 +590,8 @@ class Checker:
 JSON = "application/json"
 CAMPAIGNS = "/analytics/campaigns"
 LEADS = "/analytics/campaigns/{campaign_name}/leads"
+TOTALS = "/analytics/campaigns/totals"
+TIMESERIES = "/analytics/campaigns/timeseries"
 
 
 def test_live_answers_of_every_status_match_the_document(
@@ -582,7 +619,12 @@ def test_live_answers_of_every_status_match_the_document(
         ):
             assert check(http.get(path), pattern).status_code == 200
         for headers in (analyst, robot):
-            for path, pattern in ((CAMPAIGNS, CAMPAIGNS), (leads_of, LEADS)):
+            for path, pattern in (
+                (CAMPAIGNS, CAMPAIGNS),
+                (leads_of, LEADS),
+                (TOTALS, TOTALS),
+                (TIMESERIES, TIMESERIES),
+            ):
                 fresh = check(http.get(path, headers=headers), pattern)
                 assert fresh.status_code == 200
                 stripped = httpx.Response(

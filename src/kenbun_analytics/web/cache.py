@@ -23,6 +23,8 @@ class CachedResponse:
     etag: str
     gzipped: bytes | None = None
     """The gzip form of ``body`` (deterministic: no timestamp), once asked for."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers that belong to the body (a drilldown's X-Total-Count)."""
 
     @property
     def gzip_etag(self) -> str:
@@ -92,8 +94,10 @@ class ResultCache:
             _, evicted = self._entries.popitem(last=False)
             self._bytes -= evicted.size
 
-    def put(self, key: tuple[object, ...], body: bytes) -> CachedResponse:
-        entry = CachedResponse(body, strong_etag(body))
+    def put(
+        self, key: tuple[object, ...], body: bytes, headers: tuple[tuple[str, str], ...] = ()
+    ) -> CachedResponse:
+        entry = CachedResponse(body, strong_etag(body), headers=headers)
         if len(body) > self._max_bytes:
             return entry
         with self._lock:

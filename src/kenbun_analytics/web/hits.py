@@ -6,9 +6,11 @@ parameter parsing and response machinery, with the same status, headers and
 body and cache key (:mod:`kenbun_analytics.web.responses` builds both).
 
 Only plain requests qualify: a credential found in the authentication cache,
-no cookie, only the three parameters in plain characters, each given at most
-one value as :func:`kenbun_analytics.web.params.given_values` reads them (an empty
-value is no value, as in the app), and an answer in
+no cookie, an Accept header (if any) that negotiates JSON, only the three
+parameters of the window (none of the filters, tz, format...) in plain
+characters, each given at most one value as
+:func:`kenbun_analytics.web.params.given_values` reads them (an empty value is
+no value, as in the app), and an answer in
 the result cache (in gzip form, when the client accepts gzip and the answer is
 worth compressing: the app compresses it, off the event loop). Everything
 else, every error included, goes on to the app, which answers it the usual
@@ -29,6 +31,7 @@ from kenbun_analytics.web.params import (
     WINDOW_PARAMETERS,
     given_values,
     group_by_column,
+    negotiate,
     parse_window,
 )
 from kenbun_analytics.web.responses import JSON, accepts_gzip, cached_answer, campaigns_key
@@ -36,7 +39,9 @@ from kenbun_analytics.web.responses import JSON, accepts_gzip, cached_answer, ca
 PATH = "/analytics/campaigns"
 _PLAIN = re.compile(r"(?:[A-Za-z0-9_.:-]|%3A)*")
 """A value whose decoding no parser disagrees on (``%`` only in ``%3A``)."""
-_HEADERS = frozenset({b"authorization", b"x-org-unit-id", b"accept-encoding", b"if-none-match"})
+_HEADERS = frozenset(
+    {b"authorization", b"x-org-unit-id", b"accept", b"accept-encoding", b"if-none-match"}
+)
 
 
 def _parameters(query_string: bytes) -> dict[str, list[str]] | None:
@@ -73,7 +78,7 @@ def _answer(
     """The cached answer of a plain request, or None to leave it to the app."""
     headers = _headers(scope["headers"])
     parameters = _parameters(scope["query_string"])
-    if headers is None or parameters is None:
+    if headers is None or parameters is None or negotiate(headers.get(b"accept")) != "json":
         return None
     try:
         principal = services.authenticator.cached(headers.get(b"authorization"))

@@ -39,6 +39,7 @@ from litestar.openapi.spec import (
 )
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
+from kenbun_analytics.engine.zones import INTERVALS
 from kenbun_analytics.errors import (
     BadRequest,
     Forbidden,
@@ -52,9 +53,20 @@ from kenbun_analytics.errors import (
 from kenbun_analytics.web.auth import ACTIVE_OU_COOKIE, WWW_AUTHENTICATE
 from kenbun_analytics.web.guard import MAX_BODY_BYTES, SINGLE_HEADERS
 from kenbun_analytics.web.params import (
+    ARROW,
+    CSV,
+    FORMATS,
     GROUP_BY_VALUES,
+    MAX_FILTER_VALUES,
+    MAX_LIMIT,
+    MAX_NAMES,
     campaign_name_from_raw_path,
     given_values,
+    parse_filters,
+    parse_format,
+    parse_interval,
+    parse_page,
+    parse_tz,
     parse_window,
 )
 from kenbun_analytics.web.schemas import ErrorBody, ReadyResponse
@@ -109,6 +121,65 @@ END_DATE = QueryParameter(
     examples=[Example(value="2026-03-31"), Example(value="2026-03-31T18:00:00Z")],
     schema_extra={**_STRING, "pattern": DATE_PATTERN},
 )
+_LIST = {"type": OpenAPIType.ARRAY, "items": Schema(type=OpenAPIType.STRING), "one_of": None}
+"""A repeatable parameter: each value given once more (utm_source=a&utm_source=b)."""
+
+
+def _utm_filter(parameter: str) -> QueryParameter:
+    return QueryParameter(
+        description=f"Repeatable: keep only the events whose {parameter} is one of these "
+        "values, exactly (no trimming or case folding). Empty values are ignored; at most "
+        f"{MAX_FILTER_VALUES} distinct values.",
+        examples=[Example(value=["google"])],
+        schema_extra={**_LIST, "max_items": MAX_FILTER_VALUES},
+    )
+
+
+UTM_CAMPAIGN = _utm_filter("utm_campaign")
+UTM_SOURCE = _utm_filter("utm_source")
+UTM_MEDIUM = _utm_filter("utm_medium")
+TZ_PATTERN = r"^([A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*)?$"
+TZ = QueryParameter(
+    description="An IANA time zone name as the database spells it (Europe/Berlin, "
+    "America/New_York, US/Eastern), default UTC: date-only start_date and end_date are "
+    "days in this zone, and time-series buckets are its days, weeks or months. An offset "
+    "such as +01:00 is not a zone.",
+    examples=[Example(value="Europe/Berlin")],
+    schema_extra={**_STRING, "pattern": TZ_PATTERN},
+)
+INTERVAL = QueryParameter(
+    description="The bucket of the time series: day (the default), week (ISO, from Monday) "
+    "or month.",
+    examples=[Example(value="day")],
+    schema_extra={**_STRING, "enum": list(INTERVALS)},
+)
+NAME = QueryParameter(
+    description=f"Repeatable: the values to chart, at most {MAX_NAMES} distinct ones, in "
+    "this order (a repeat is charted once). None: the first 10 rows of the aggregate.",
+    examples=[Example(value=["spring"])],
+    schema_extra={**_LIST, "max_items": MAX_NAMES},
+)
+LIMIT = QueryParameter(
+    description=f"The page size: 1 to {MAX_LIMIT} leads (default {MAX_LIMIT}).",
+    examples=[Example(value=100)],
+    schema_extra={
+        "type": OpenAPIType.INTEGER,
+        "one_of": None,
+        "minimum": 1,
+        "maximum": MAX_LIMIT,
+    },
+)
+OFFSET = QueryParameter(
+    description="How many leads to skip before the page (default 0).",
+    examples=[Example(value=0)],
+    schema_extra={"type": OpenAPIType.INTEGER, "one_of": None, "minimum": 0},
+)
+FORMAT = QueryParameter(
+    description="The answer's format: json, csv or arrow. Absent: chosen by the Accept header "
+    "(text/csv, application/vnd.apache.arrow.stream; anything else is JSON).",
+    examples=[Example(value="csv")],
+    schema_extra={**_STRING, "enum": list(FORMATS)},
+)
 ORG_UNIT_HEADER = HeaderParameter(
     name="X-Org-Unit-Id",
     description="The org unit to read (a UUID from GET /org-units). Absent: the one chosen "
@@ -155,8 +226,20 @@ CACHE_HEADERS = {
         required=True,
     ),
     "Vary": _header(
-        "Accept-Encoding: the body depends on it (gzip when accepted).",
-        Schema(type=OpenAPIType.STRING, examples=["Accept-Encoding"]),
+        "Accept, Accept-Encoding: the body depends on them (the format, and gzip when accepted).",
+        Schema(type=OpenAPIType.STRING, examples=["Accept, Accept-Encoding"]),
+    ),
+}
+PAGE_HEADERS = {
+    **CACHE_HEADERS,
+    "X-Total-Count": _header(
+        "The number of the value's leads before paging.",
+        Schema(type=OpenAPIType.INTEGER, minimum=0),
+        required=True,
+    ),
+    "Link": _header(
+        'The next page while more leads follow: <...?offset=500&limit=500&...>; rel="next".',
+        Schema(type=OpenAPIType.STRING),
     ),
 }
 _SECONDS = Schema(type=OpenAPIType.INTEGER, minimum=1)
@@ -245,6 +328,12 @@ _REPEATED_HEADERS = tuple(
 """From :mod:`kenbun_analytics.web.guard`, before any handler runs."""
 _PARAMETER_ERRORS = (
     ("invalid start_date", InvalidDate("start_date").detail),
+    ("invalid tz", _raised(lambda: parse_tz("+01:00")).detail),
+    ("unknown format", _raised(lambda: parse_format("xml", None)).detail),
+    (
+        "too many filter values",
+        _raised(lambda: parse_filters({"utm_source": [str(n) for n in range(101)]})).detail,
+    ),
     ("start after end", _raised(lambda: parse_window("2026-03-02", "2026-03-01")).detail),
     (
         "repeated parameter",
@@ -290,12 +379,28 @@ ANALYTICS_ERRORS = {
         _SOURCE_DOWN,
     ),
 }
+TIMESERIES_ERRORS = {
+    **ANALYTICS_ERRORS,
+    400: error_spec(
+        400,
+        "A parameter is malformed, or the window holds more than 1000 buckets; detail says "
+        "which and the accepted forms.",
+        *_PARAMETER_ERRORS,
+        ("unknown interval", _raised(lambda: parse_interval("year")).detail),
+        (
+            "too many buckets",
+            "the time series would have more than 1000 buckets: narrow the window "
+            "(start_date, end_date) or choose a longer interval (week or month)",
+        ),
+    ),
+}
 LEADS_ERRORS = {
     **ANALYTICS_ERRORS,
     400: error_spec(
         400,
         "A parameter or the campaign_name is malformed; detail says which.",
         *_PARAMETER_ERRORS,
+        ("invalid limit", _raised(lambda: parse_page("0", None)).detail),
         (
             "bad escape in campaign_name",
             _raised(lambda: campaign_name_from_raw_path(b"/analytics/campaigns/50%/leads")).detail,
@@ -361,6 +466,27 @@ NOT_MODIFIED = ResponseSpec(
 
 # ------------------------------------------------------------- operations --
 
+TABULAR = {
+    CSV + "; charset=utf-8": OpenAPIMediaType(
+        schema=Schema(
+            type=OpenAPIType.STRING,
+            description="RFC 4180 CSV (UTF-8, CRLF): a header row of the JSON's field names, "
+            "then one line per JSON row (a time series: one per name and bucket, with the "
+            "columns name, bucket_start and the metrics). Money and timestamps as in the JSON, "
+            "NULL an empty field.",
+        )
+    ),
+    ARROW: OpenAPIMediaType(
+        schema=Schema(
+            type=OpenAPIType.STRING,
+            format=OpenAPIFormat.BINARY,
+            description="One Arrow IPC stream of the CSV's rows and columns: integers int64, "
+            "money decimal128(38, 2), timestamps timestamp[us, tz=UTC], texts string.",
+        )
+    ),
+}
+"""The other formats of an analytics answer (format=csv|arrow or the Accept header)."""
+
 
 def documented(
     *,
@@ -369,6 +495,7 @@ def documented(
     no_content: tuple[int, ...] = (),
     public: bool = False,
     sent_media_type: str | None = None,
+    formats: bool = False,
 ) -> type[Operation]:
     """An ``operation_class`` completing the operation Litestar builds (see the module).
 
@@ -386,6 +513,8 @@ def documented(
             if status == "200" and sent_media_type is not None and response.content:
                 (media,) = response.content.values()
                 response.content = {sent_media_type: media}
+            if status == "200" and formats and response.content:
+                response.content = {**response.content, **TABULAR}
             if (extra := all_headers.get(int(status))) is not None:
                 response.headers = {**(response.headers or {}), **extra}
             if response.headers == {}:
@@ -404,3 +533,4 @@ def documented(
 
 
 ANALYTICS_HEADERS: dict[int, Mapping[str, OpenAPIHeader]] = {200: CACHE_HEADERS, 304: CACHE_HEADERS}
+LEADS_HEADERS: dict[int, Mapping[str, OpenAPIHeader]] = {200: PAGE_HEADERS, 304: PAGE_HEADERS}

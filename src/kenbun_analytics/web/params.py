@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
+from kenbun_analytics.engine import zones
+from kenbun_analytics.engine.filters import Filters
 from kenbun_analytics.engine.frames import KEYS
 from kenbun_analytics.errors import BadRequest, InvalidDate
 
@@ -156,3 +161,184 @@ def given_values(
         if values:
             given[name] = values[0]
     return given
+
+
+# ------------------------------------------------------ dashboards.md --
+
+FILTER_PARAMETERS = {"utm_campaign": "campaign", "utm_source": "source", "utm_medium": "medium"}
+"""The filter parameters and the UTM key each filters."""
+MAX_FILTER_VALUES = 100
+"""Distinct non-empty values one filter parameter may give."""
+MAX_NAMES = 20
+"""Distinct non-empty values a time series may chart."""
+MAX_LIMIT = 500
+"""The largest page of leads, and the page without ``limit``."""
+SINGLE_PARAMETERS = ("tz", "interval", "limit", "offset", "format")
+"""The new single-valued parameters: like the window's, each may be given once."""
+NEW_PARAMETERS = frozenset({*FILTER_PARAMETERS, *SINGLE_PARAMETERS, "name"})
+"""The parameters of dashboards.md: a request without them is answered as before."""
+FORMATS = ("json", "csv", "arrow")
+CSV = "text/csv"
+ARROW = "application/vnd.apache.arrow.stream"
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
+"""How the zone database spells a name: no leading '/', no '.' or '..' parts."""
+
+
+def _given(value: str | None) -> str | None:
+    """A single-valued new parameter: empty is the same as absent."""
+    return value or None
+
+
+def parse_filters(query: Mapping[str, list[str]]) -> Filters:
+    """The filters of the repeatable ``utm_*`` parameters; empty values ignored."""
+    given: dict[str, frozenset[str]] = {}
+    for parameter, key in FILTER_PARAMETERS.items():
+        values = frozenset(value for value in query.get(parameter, ()) if value)
+        if len(values) > MAX_FILTER_VALUES:
+            raise BadRequest(
+                f"{parameter} is given with more than {MAX_FILTER_VALUES} distinct values: "
+                f"give at most {MAX_FILTER_VALUES}"
+            )
+        given[key] = values
+    return Filters.of(**given)
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+DEFAULT_TZ = "UTC"
+
+
+def parse_tz(value: str | None) -> tuple[str, ZoneInfo]:
+    """The zone named by ``tz`` (an IANA name as the database spells it), UTC without one."""
+    name = _given(value) or DEFAULT_TZ
+    if name == DEFAULT_TZ:
+        return name, ZoneInfo(DEFAULT_TZ)
+    if _ZONE_NAME.fullmatch(name) and name in _zone_names():
+        try:
+            return name, ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    raise BadRequest(
+        "tz must be a time zone name of the IANA database, spelled as it spells it, "
+        "such as UTC, Europe/Berlin or America/New_York (not an offset such as +01:00)"
+    )
+
+
+def parse_zoned_window(
+    start_date: str | None, end_date: str | None, tz: ZoneInfo | None
+) -> tuple[datetime | None, datetime | None]:
+    """:func:`parse_window` with a date-only bound read as a day in ``tz`` (None: UTC,
+    today's rule); an RFC 3339 bound keeps its own offset."""
+    if tz is None or tz.key == DEFAULT_TZ:
+        return parse_window(start_date, end_date)
+    start = _zoned_bound("start_date", start_date, tz, end=False)
+    end = _zoned_bound("end_date", end_date, tz, end=True)
+    if start is not None and end is not None and start > end:
+        raise BadRequest(
+            "start_date is later than end_date: give a start_date on or before the end_date"
+        )
+    return start, end
+
+
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
+def _zoned_bound(parameter: str, value: str | None, tz: ZoneInfo, *, end: bool) -> datetime | None:
+    if value is None:
+        return None
+    match = _DATE.fullmatch(value.strip())
+    if match is None:
+        return parse_bound(parameter, value, end=end)
+    try:
+        day = date(*(int(part) for part in match.groups()))
+    except ValueError:
+        raise InvalidDate(parameter) from None
+    try:
+        moment = zones.day_end(day, tz) if end else zones.day_start(day, tz)
+    except OverflowError:  # a day at the very edge of the calendar: no bound beyond it
+        return _LAST if end else _FIRST
+    return moment.astimezone(UTC)
+
+
+def parse_interval(value: str | None) -> zones.Interval:
+    """``day`` (the default), ``week`` or ``month``."""
+    given = _given(value) or "day"
+    for interval in zones.INTERVALS:
+        if given == interval:
+            return interval
+    raise BadRequest("interval must be day, week or month")
+
+
+def parse_names(values: list[str]) -> list[str]:
+    """The names a time series charts: non-empty, each once, in the order given."""
+    names = list(dict.fromkeys(value for value in values if value))
+    if len(names) > MAX_NAMES:
+        raise BadRequest(
+            f"name is given with more than {MAX_NAMES} distinct values: chart at most {MAX_NAMES}"
+        )
+    return names
+
+
+_DECIMAL = re.compile(r"[0-9]+")
+
+
+def parse_page(limit: str | None, offset: str | None) -> tuple[int, int]:
+    """``(offset, limit)`` of a page of leads: limit 1 to 500 (default 500), offset 0 or more."""
+    limit_text, offset_text = _given(limit), _given(offset)
+    size = MAX_LIMIT
+    if limit_text is not None:
+        if not _DECIMAL.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
+            raise BadRequest(f"limit must be a decimal integer from 1 to {MAX_LIMIT}")
+        size = int(limit_text)
+    start = 0
+    if offset_text is not None:
+        if not _DECIMAL.fullmatch(offset_text) or len(offset_text) > 18:
+            raise BadRequest("offset must be a decimal integer, 0 or more")
+        start = int(offset_text)
+    return start, size
+
+
+def parse_format(value: str | None, accept: str | None) -> str:
+    """``json``, ``csv`` or ``arrow``: the ``format`` parameter, else the Accept header."""
+    given = _given(value)
+    if given is not None:
+        if given not in FORMATS:
+            raise BadRequest("format must be json, csv or arrow (lower case)")
+        return given
+    return negotiate(accept)
+
+
+def negotiate(accept: str | None) -> str:
+    """The format an Accept header prefers: CSV or Arrow when it names their media
+    type with the highest weight (an exact type outranks a wildcard of the same
+    weight, then the earlier one); JSON for ``*/*``, anything else, or no header."""
+    best: tuple[float, int, int, str] = (0.0, 0, 0, "json")
+    for position, item in enumerate((accept or "").split(",")):
+        media, *parameters = item.split(";")
+        media = media.strip().lower()
+        if not media:
+            continue
+        weight = 1.0
+        for parameter in parameters:
+            name, _, text = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(text.strip())
+                except ValueError:
+                    weight = -1.0
+                if not 0 <= weight <= 1:
+                    weight = -1.0
+        if weight <= 0:
+            continue
+        if media == CSV:
+            candidate = (weight, 1, -position, "csv")
+        elif media == ARROW:
+            candidate = (weight, 1, -position, "arrow")
+        else:
+            candidate = (weight, int(media == "application/json"), -position, "json")
+        best = max(best, candidate)
+    return best[3]

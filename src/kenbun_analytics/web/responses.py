@@ -14,11 +14,20 @@ from typing import Any
 from litestar import Request, Response
 from litestar.concurrency import sync_to_thread
 
+from kenbun_analytics.engine.filters import NO_FILTERS, Filters
 from kenbun_analytics.store import Snapshot
 from kenbun_analytics.web.cache import CachedResponse, ResultCache
 from kenbun_analytics.web.context import services_of
 
 JSON = "application/json"
+MEDIA_TYPES = {
+    "json": JSON,
+    "csv": "text/csv",  # Litestar adds "; charset=utf-8" to a text/* type
+    "arrow": "application/vnd.apache.arrow.stream",
+}
+"""The Content-Type of each answer format."""
+VARY = "Accept, Accept-Encoding"
+"""The same URL answers in several formats and encodings."""
 CacheKey = tuple[object, ...]
 
 
@@ -28,9 +37,12 @@ def campaigns_key(
     group_by: str,
     start: datetime | None,
     end: datetime | None,
+    *,
+    filters: Filters = NO_FILTERS,
+    fmt: str = "json",
 ) -> CacheKey:
     """The result cache's key of an aggregate: the app and the pre-routing layer share it."""
-    return ("campaigns", org_unit_id, snapshot.version, group_by, start, end)
+    return ("campaigns", org_unit_id, snapshot.version, group_by, start, end, filters, fmt)
 
 
 def leads_key(
@@ -41,9 +53,30 @@ def leads_key(
     campaign_name: str,
     start: datetime | None,
     end: datetime | None,
+    filters: Filters = NO_FILTERS,
+    offset: int = 0,
+    limit: int = 500,
+    fmt: str = "json",
 ) -> CacheKey:
-    """The result cache's key of a drilldown."""
-    return ("leads", org_unit_id, snapshot.version, group_by, campaign_name, start, end)
+    """The result cache's key of a drilldown page."""
+    return (
+        "leads",
+        org_unit_id,
+        snapshot.version,
+        group_by,
+        campaign_name,
+        start,
+        end,
+        filters,
+        offset,
+        limit,
+        fmt,
+    )
+
+
+def dashboard_key(kind: str, org_unit_id: str, snapshot: Snapshot, *params: object) -> CacheKey:
+    """The result cache's key of a totals or time-series answer (``params`` end with the format)."""
+    return (kind, org_unit_id, snapshot.version, *params)
 
 
 @functools.lru_cache(maxsize=256)
@@ -79,7 +112,7 @@ def cached_answer(
     """Status, headers and body of a cached answer: gzip when asked for and
     worth it, 304 when the caller holds the current ETag."""
     body, etag = entry.body, entry.etag
-    headers = {"Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
+    headers = {"Cache-Control": "private, no-cache", "Vary": VARY}
     if accepts_gzip(accept_encoding):
         gzipped = cache.gzipped(key, entry)
         if gzipped is not None:
@@ -87,6 +120,7 @@ def cached_answer(
             headers["Content-Encoding"] = "gzip"
     headers["ETag"] = etag
     headers["X-Snapshot-At"] = _snapshot_at(snapshot.taken_at)
+    headers.update(entry.headers)
     if _matches(if_none_match, etag):
         headers.pop("Content-Encoding", None)
         return 304, headers, b""
@@ -98,6 +132,7 @@ def _cached_response(
     key: CacheKey,
     entry: CachedResponse,
     snapshot: Snapshot,
+    media_type: str,
 ) -> Response[Any]:
     status, headers, body = cached_answer(
         services_of(request).cache,
@@ -109,7 +144,7 @@ def _cached_response(
     )
     if status == 304:
         return Response(content=b"", status_code=304, headers=headers)
-    return Response(content=body, media_type=JSON, headers=headers)
+    return Response(content=body, media_type=media_type, headers=headers)
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -123,17 +158,22 @@ async def answer(
     request: Request[Any, Any, Any],
     snapshot: Snapshot,
     key: CacheKey,
-    compute: Callable[..., bytes],
+    compute: Callable[..., Any],
     *args: Any,
+    media_type: str = JSON,
 ) -> Response[Any]:
     """The answer of ``key``: from the result cache, else computed off the event
-    loop (``compute(snapshot, *args)``) and cached; 304 or gzip as the request asks."""
+    loop (``compute(snapshot, *args)``: the body, or an object with ``body`` and
+    ``headers`` that belong to it) and cached; 304 or gzip as the request asks."""
     cache = services_of(request).cache
     entry = cache.get(key)
     if entry is None:
-        body = await sync_to_thread(compute, snapshot, *args)
-        entry = cache.put(key, body)
+        computed = await sync_to_thread(compute, snapshot, *args)
+        if isinstance(computed, bytes):
+            entry = cache.put(key, computed)
+        else:
+            entry = cache.put(key, computed.body, computed.headers)
     if entry.gzip_pending and accepts_gzip(request.headers.get("accept-encoding")):
         # Tens of milliseconds for a large answer: kept off the event loop.
         await sync_to_thread(cache.gzipped, key, entry)
-    return _cached_response(request, key, entry, snapshot)
+    return _cached_response(request, key, entry, snapshot, media_type)

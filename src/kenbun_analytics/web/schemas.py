@@ -93,6 +93,43 @@ class LeadsResponse(Body, frozen=True, kw_only=True):
     leads: list[LeadRow]
 
 
+class Totals(Body, frozen=True, kw_only=True):
+    values: int
+    total_events: int
+    unique_leads: int
+    mql_count: int
+    total_points: int
+    deals_count: int
+    pipeline_value: Money
+    closed_won_value: Money
+    first_event_at: datetime | None
+    last_event_at: datetime | None
+
+
+class TotalsResponse(Body, frozen=True, kw_only=True):
+    group_by: str
+    totals: Totals
+
+
+class Series(Body, frozen=True, kw_only=True):
+    name: str
+    total_events: list[int]
+    unique_leads: list[int]
+    mql_count: list[int]
+    total_points: list[int]
+    deals_count: list[int]
+    pipeline_value: list[Money]
+    closed_won_value: list[Money]
+
+
+class TimeseriesResponse(Body, frozen=True, kw_only=True):
+    group_by: str
+    interval: str
+    tz: str
+    buckets: list[str]
+    series: list[Series]
+
+
 class CampaignsEnvelope(Body, frozen=True, kw_only=True):
     """What is sent for :class:`CampaignsResponse`: the rows arrive as JSON text."""
 
