@@ -39,7 +39,7 @@ endif
 test-fast: install-test
 	$(BIN)/pytest tests/unit
 
-## check: ruff check, ruff format --check, mypy --strict on src, tests and benchmarks
+## check: ruff check, ruff format --check, mypy --strict on src, tests, benchmarks and support
 check: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -27,6 +27,7 @@ second against a constant route on the same server. Results go to
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -39,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ from kenbun_analytics.engine.filters import Filters
 from kenbun_analytics.engine.frames import ACCOUNT_DEALS, LEAD_FACTS
 from kenbun_analytics.engine.layout import resident_bytes
 from kenbun_analytics.engine.points import read_points
+from kenbun_analytics.engine.zones import Interval
 from kenbun_analytics.local import admin
 from kenbun_analytics.local.embedded import EmbeddedPostgres, free_port
 from kenbun_analytics.local.seed import org_unit_id, seed_world
@@ -127,9 +130,9 @@ def database(args: argparse.Namespace) -> tuple[str, EmbeddedPostgres | None]:
 
 def seeded(url: str) -> bool:
     with psycopg.connect(url) as connection:
-        return bool(
-            connection.execute("SELECT to_regclass('benchmark_seeded') IS NOT NULL").fetchone()[0]
-        )  # type: ignore[index]
+        row = connection.execute("SELECT to_regclass('benchmark_seeded') IS NOT NULL").fetchone()
+        assert row is not None  # SELECT without FROM gives one row
+        return bool(row[0])
 
 
 def ensure_seeded(url: str, events: int) -> None:
@@ -196,8 +199,8 @@ def as_tuples(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
                 r["mql_count"],
                 r["total_points"],
                 r["deals_count"],
-                baselines.Decimal(str(r["pipeline_value"])),
-                baselines.Decimal(str(r["closed_won_value"])),
+                Decimal(str(r["pipeline_value"])),
+                Decimal(str(r["closed_won_value"])),
                 instant(r["first_event_at"]),
                 instant(r["last_event_at"]),
             )
@@ -327,7 +330,7 @@ def run_baselines(
     leads_frame = arrow_frame(raw_leads, LEAD_FACTS)
     accounts_frame = arrow_frame(raw_accounts, ACCOUNT_DEALS)
     baseline_repeat = repeat if events <= 1_000_000 else 1
-    for label, function, times in (
+    contenders: tuple[tuple[str, Callable[[], Any], int], ...] = (
         (
             "baseline: naive Polars",
             lambda: baselines.naive_polars(
@@ -346,7 +349,8 @@ def run_baselines(
             lambda: baselines.postgres(url, unit, "campaign", None, None),
             baseline_repeat,
         ),
-    ):
+    )
+    for label, function, times in contenders:
         got = comparable(function())
         assert got == ours, f"{label} disagrees with the service"
         timings[f"{label} (aggregate by campaign, whole range)"] = summary(
@@ -376,18 +380,24 @@ def dashboard_timings(
     timings["totals by campaign, whole range"] = summary(
         measure(lambda: totals_body(snapshot, whole), repeat)
     )
-    for tz, interval in (
+    series: tuple[tuple[str, Interval], ...] = (
         ("UTC", "day"),
         ("America/New_York", "day"),
         ("UTC", "week"),
         ("UTC", "month"),
-    ):
+    )
+    for tz, interval in series:
         window = window_in(tz)
         timings[f"time series, top 10 campaigns, {DASHBOARD_DAYS} days by {interval}, {tz}"] = (
             summary(
                 measure(
-                    lambda w=window, z=tz, i=interval: timeseries_body(
-                        snapshot, window=w, tz_name=z, interval=i, names=[]
+                    functools.partial(
+                        timeseries_body,
+                        snapshot,
+                        window=window,
+                        tz_name=tz,
+                        interval=interval,
+                        names=[],
                     ),
                     repeat,
                 )
@@ -421,7 +431,9 @@ def dashboard_timings(
     )
     for fmt in ("json", "csv", "arrow"):
         timings[f"aggregate by campaign, whole range, as {fmt}"] = summary(
-            measure(lambda f=fmt: campaigns_body(snapshot, "campaign", None, None, fmt=f), repeat)
+            measure(
+                functools.partial(campaigns_body, snapshot, "campaign", None, None, fmt=fmt), repeat
+            )
         )
     return timings
 
@@ -485,11 +497,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         whole = (None, None)
         repeat = args.repeat
         for group_by in ("campaign", "source", "medium"):
-            timings[f"aggregate by {group_by}, whole range"] = summary(
-                measure(lambda g=group_by: campaigns_body(snapshot, g, *whole), repeat)
-            )
+
+            def over_whole(g: str = group_by) -> bytes:
+                return campaigns_body(snapshot, g, *whole)
+
+            def over_30_days(g: str = group_by) -> bytes:
+                return campaigns_body(snapshot, g, *window_30)
+
+            timings[f"aggregate by {group_by}, whole range"] = summary(measure(over_whole, repeat))
             timings[f"aggregate by {group_by}, 30-day window"] = summary(
-                measure(lambda g=group_by: campaigns_body(snapshot, g, *window_30), repeat)
+                measure(over_30_days, repeat)
             )
 
         campaigns = rows_of(campaigns_body(snapshot, "campaign", *whole), "campaigns")
@@ -580,7 +597,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         while worker.is_alive() and len(busy) < 400:
             busy.extend(latencies(5))
         worker.join()
-        quantile = lambda xs: statistics.quantiles(xs, n=100)[98]  # noqa: E731
+
+        def quantile(xs: list[float]) -> float:
+            return statistics.quantiles(xs, n=100)[98]
+
         result["checks"]["aggregate p99 idle / during a refresh (ms)"] = [
             round(quantile(idle) * 1000, 1),
             round(quantile(busy) * 1000, 1) if len(busy) >= 10 else None,

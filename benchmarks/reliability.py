@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -135,7 +136,8 @@ class Service:
         return http(self.base + "/readyz")[0] == 200
 
     def health(self) -> dict[str, Any]:
-        return json.loads(http(self.admin + "/healthz")[1])
+        health: dict[str, Any] = json.loads(http(self.admin + "/healthz")[1])
+        return health
 
     def rss(self) -> int:
         assert self.process is not None
@@ -647,6 +649,7 @@ def main() -> None:
         client_id = admin.create_service_account(
             source, unit, "reliability", ["analytics:read"]
         ).client_id
+        assert client_id is not None  # a service account always has one
         source.close()
         headers = {"Authorization": f"Bearer {token}"}
 
@@ -658,7 +661,7 @@ def main() -> None:
                 "campaigns"
             ][:50]
         ]
-        quoted = [urllib.request.quote(name, safe="") for name in names]
+        quoted = [urllib.parse.quote(name, safe="") for name in names]
         children = (
             psutil.Process(service.process.pid).children(recursive=True) if service.process else []
         )

@@ -56,7 +56,7 @@ class World:
         self.connection = psycopg.connect(url, autocommit=True)
 
     def sql(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-        cursor = self.connection.execute(statement, params)  # type: ignore[arg-type]
+        cursor = self.connection.execute(statement, params)
         return cursor.fetchall() if cursor.description else []
 
     def clear(self) -> None:

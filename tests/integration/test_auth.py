@@ -112,7 +112,7 @@ def test_any_token_text_whose_digest_is_stored_is_valid(
     world.member(user, unit)
     header = world.token(user, text="日本語-token ✓")
     assert (
-        ready.get("/analytics/campaigns", headers={"Authorization": header.encode()}).status_code
+        ready.get("/analytics/campaigns", headers={b"Authorization": header.encode()}).status_code
         == 200
     )
 
@@ -242,6 +242,7 @@ def test_choosing_the_active_org_unit_sets_a_cookie(world: World, unit: str, rea
         ready.post("/org-units/active", json={"org_unit_id": second}, headers=auth).status_code
         == 403
     )
+    body: object
     for body in ({}, {"org_unit_id": 5}, {"org_unit_id": "nope"}, [], {"other": unit}):
         response = ready.post("/org-units/active", json=body, headers=auth)
         assert response.status_code == 400, body
@@ -404,7 +405,7 @@ def test_a_credential_that_cannot_be_valid_is_401_without_a_lookup(
     with a wrong checksum: a 401 with the challenge, no database query, no error logged
     (a NUL once reached PostgreSQL: a 503, an ERROR line, the auth connections reset)."""
     with caplog.at_level(logging.INFO):
-        response = ready.get(path, headers={"Authorization": JUNK[label]})
+        response = ready.get(path, headers={b"Authorization": JUNK[label]})
     assert_401(response)
     assert lookups == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -448,7 +449,7 @@ def test_unknown_formats_are_still_looked_up(
     user = world.user(default_org_unit=unit)
     world.member(user, unit)
     longest = world.token(user, text="é" * 256)  # 512 bytes of UTF-8
-    response = ready.get("/analytics/campaigns", headers={"Authorization": longest.encode()})
+    response = ready.get("/analytics/campaigns", headers={b"Authorization": longest.encode()})
     assert response.status_code == 200
 
 

@@ -776,7 +776,7 @@ def write(world: World, spec: Spec) -> str:
     accounts = [world.account(unit, name=f"acc {i}") for i in range(spec.accounts)]
     leads = []
     for account, level, score, alias in spec.leads:
-        lead = world.lead(
+        lead_id = world.lead(
             unit,
             account=None if account is None else accounts[account],
             level=LEVELS[level],
@@ -784,8 +784,8 @@ def write(world: World, spec: Spec) -> str:
             metadata={"first_name": "Ann", "company": "Acme"} if alias else {},
         )
         if alias:
-            world.alias(unit, lead, "email", f"{lead[:6]}@example.com", primary=True)
-        leads.append(lead)
+            world.alias(unit, lead_id, "email", f"{lead_id[:6]}@example.com", primary=True)
+        leads.append(lead_id)
     for account, stage, amount in spec.deals:
         world.deal(unit, accounts[account], stage=STAGES[stage], amount=AMOUNTS[amount])
     for (

@@ -313,7 +313,11 @@ def test_the_scheduler_keeps_firing_after_failures(database: str) -> None:
         )
         scheduler = start_scheduler(refresher, tick_seconds=0.05)
         try:
-            until(lambda r=refresher: r.status.failures.get("*", 0) >= 8, 10, "eight failed ticks")
+
+            def failed_eight(r: Refresher = refresher) -> bool:
+                return r.status.failures.get("*", 0) >= 8
+
+            until(failed_eight, 10, "eight failed ticks")
         finally:
             scheduler.shutdown(wait=True)
             source.close()

@@ -175,7 +175,7 @@ def test_an_answer_is_compressed_by_the_app_off_the_event_loop(
     """An answer cached without its gzip form is left to the app when gzip is
     asked for; the app compresses it in a worker thread, and the layer answers
     the gzip requests after it."""
-    threads = {"loop": set(), "gzip": set()}
+    threads: dict[str, set[int]] = {"loop": set(), "gzip": set()}
     answer, gzipped = hits._answer, ResultCache.gzipped
 
     def on_loop(scope: dict[str, Any], services: Any) -> Any:

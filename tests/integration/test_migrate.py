@@ -56,7 +56,7 @@ def test_migrations_create_exactly_the_contract_schema(server_url: str) -> None:
     contract = create_database(server_url, "kenbun_migrate_contract")
     Source(ours).migrate()
     with psycopg.connect(contract, autocommit=True) as connection:
-        connection.execute(CONTRACT.read_text())  # type: ignore[arg-type]
+        connection.execute(CONTRACT.read_text())
     assert shape(ours) == shape(contract)
     assert len(shape(ours)["columns"]) == 69  # 3+5+4+9+8+6+8+8+8+10 columns
 
@@ -81,7 +81,7 @@ def test_an_existing_kenbun_database_keeps_its_data(server_url: str) -> None:
     """Against tables that already exist, migrate adds only what is missing."""
     url = create_database(server_url, "kenbun_migrate_existing")
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(CONTRACT.read_text())  # type: ignore[arg-type]
+        connection.execute(CONTRACT.read_text())
         connection.execute("CREATE INDEX their_own_index ON events (occurred_at)")
         connection.execute("CREATE INDEX their_alias_index ON lead_aliases (lead_id)")
         connection.execute(
@@ -107,7 +107,7 @@ def test_an_existing_kenbun_database_keeps_its_data(server_url: str) -> None:
         assert "their_own_index" in indexes
         # Ours on lead_aliases is the one the load reads each lead's preferred
         # aliases from (0005 replaced 0002's); theirs stays.
-        alias_indexes = dict(
+        alias_indexes: dict[str, str] = dict(
             connection.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'lead_aliases'"
             ).fetchall()

@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -527,10 +527,11 @@ def _use_the_generated_client(
     assert bad.parsed.detail == InvalidDate("start_date").detail
 
     # Revalidation: the ETag sent back as If-None-Match gives a 304 without a body.
-    for call in (
+    calls: tuple[Callable[[Any], Any], ...] = (
         lambda c: list_campaigns.sync_detailed(client=c),
         lambda c: list_campaign_leads.sync_detailed("a/b", client=c),
-    ):
+    )
+    for call in calls:
         first = call(robot)
         assert first.status_code == 200
         again = call(authenticated(shop.basic, **{"If-None-Match": first.headers["etag"]}))

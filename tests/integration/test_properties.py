@@ -190,6 +190,7 @@ def write(world: World, spec: WorldSpec) -> list[str]:
                 metadata={"firstname": "Ann", "title": "CMO"} if with_name else {},
             )
         )
+    lead: int | None  # an alias's lead always, an event's maybe
     for lead, kind, value, primary, day in spec.aliases:
         owner = world.sql("SELECT org_unit_id::text FROM leads WHERE id = %s", (leads[lead],))[0][0]
         world.alias(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -15,8 +15,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from uvicorn.server import ServerState
 
-from kenbun_analytics.refresh.refresher import RefreshStatus
-from kenbun_analytics.store import SnapshotStore
+from kenbun_analytics.store import RefreshStatus, SnapshotStore
 from kenbun_analytics.web import hits
 from kenbun_analytics.web.cache import ResultCache
 from kenbun_analytics.web.guard import MAX_HEAD_BYTES
@@ -272,9 +271,9 @@ def _protocol_writes(data: bytes) -> bytes:
     async def main() -> None:
         config = uvicorn.Config(app, **{**uvicorn_options(), "lifespan": "off"})
         config.load()
-        protocol = config.http_protocol_class(
-            config=config, server_state=ServerState(), app_state={}
-        )
+        # uvicorn types the class as a bare asyncio.Protocol; its HTTP protocols take these
+        protocol_class = cast("Callable[..., asyncio.Protocol]", config.http_protocol_class)
+        protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
         protocol.connection_made(recorded)
         protocol.data_received(data)
         for _ in range(10):

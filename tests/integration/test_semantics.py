@@ -345,7 +345,13 @@ def test_closed_won_matches_stage_variants_only(
     """closedwon and closed_won in any case with surrounding spaces, tabs, line feeds
     and carriage returns; nothing else."""
     account = world.account(unit)
-    stages = ["ClosedWon", " closed_won ", "CLOSEDWON", "\nClosedWon\r", "\t closed_won\r\n"]
+    stages: list[str | None] = [
+        "ClosedWon",
+        " closed_won ",
+        "CLOSEDWON",
+        "\nClosedWon\r",
+        "\t closed_won\r\n",
+    ]
     stages += ["closed won", "closed\twon", "closed-won", "won", "\fclosedwon", None]
     for index, stage in enumerate(stages):
         world.deal(unit, account, amount=str(10**index), stage=stage)

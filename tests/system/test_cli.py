@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import signal
 import subprocess
@@ -148,7 +149,10 @@ def test_every_flag_reads_an_environment_variable() -> None:
     assert (args.admin_host, args.admin_port) == ("10.0.0.5", 9101)
     defaults = build_parser({}).parse_args(["serve"])
     assert (defaults.admin_host, defaults.admin_port) == ("127.0.0.1", 8001)
-    help_text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    assert parser._subparsers is not None
+    subcommands = parser._subparsers._group_actions[0]
+    assert isinstance(subcommands, argparse._SubParsersAction)
+    help_text = subcommands.choices["serve"].format_help()
     for variable in (
         "KENBUN_DATABASE_URL",
         "KENBUN_HOST",

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from kenbun_analytics.local import admin
 from kenbun_analytics.local.embedded import free_port
@@ -146,9 +146,10 @@ def last_days(days: int) -> dict[str, str]:
 
 
 def table(page: Page, body: str = "#table-body") -> list[list[str]]:
-    return page.eval_on_selector_all(
+    rows: list[list[str]] = page.eval_on_selector_all(
         f"{body} tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
     )
+    return rows
 
 
 def number(text: str) -> int:
@@ -387,10 +388,11 @@ def test_screenshots_at_laptop_and_phone_widths(
     """The page renders at laptop and phone widths, without horizontal overflow."""
     screenshots = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     screenshots.mkdir(parents=True, exist_ok=True)
-    for label, viewport in (
+    viewports: tuple[tuple[str, ViewportSize], ...] = (
         ("laptop", {"width": 1280, "height": 900}),
         ("phone", {"width": 390, "height": 844}),
-    ):
+    )
+    for label, viewport in viewports:
         context = browser.new_context(viewport=viewport, locale="en-US", timezone_id="UTC")
         page = context.new_page()
         sign_in(page, site)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -131,9 +131,9 @@ def test_the_server_protocol_writes_a_response_in_one_call() -> None:
     async def main() -> None:
         config = uvicorn.Config(app, **{**uvicorn_options(), "lifespan": "off"})
         config.load()
-        protocol = config.http_protocol_class(
-            config=config, server_state=ServerState(), app_state={}
-        )
+        # uvicorn types the class as a bare asyncio.Protocol; its HTTP protocols take these
+        protocol_class = cast("Callable[..., asyncio.Protocol]", config.http_protocol_class)
+        protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
         protocol.connection_made(recorded)
         protocol.data_received(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         for _ in range(10):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -36,7 +37,7 @@ def lead_facts(draw: st.DrawFn, *, max_size: int = 60) -> pl.DataFrame:
     is one, else another alias or NULL."""
     rows = []
     for _ in range(draw(st.integers(0, max_size))):
-        row = {name: draw(texts(few=draw(st.booleans()))) for name in COLUMNS}
+        row: dict[str, object] = {name: draw(texts(few=draw(st.booleans()))) for name in COLUMNS}
         row["display_name"] = row["email"] if row["email"] is not None else row["display_name"]
         row["score"] = draw(st.none() | st.integers(-(2**31), 2**31 - 1))
         row["deal_amount"] = draw(
@@ -115,7 +116,7 @@ def test_details_with_appended_chunks_survive_the_load_files(tmp_path: Path) -> 
     assert read_layout(tmp_path).details.frame().equals(appended.frame())
 
 
-def _fields(layout: object) -> dict[str, object]:
+def _fields(layout: object) -> dict[str, Any]:
     return {name: getattr(layout, name) for name in layout.__slots__}  # type: ignore[attr-defined]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -49,7 +50,7 @@ def lead_key(lead: str | None) -> int | None:
     return None if lead is None else int.from_bytes(lead.encode().ljust(16, b"\0"), "big")
 
 
-def raw_events(events: dict[int, Event]) -> pl.DataFrame:
+def raw_events(events: Mapping[int, Event]) -> pl.DataFrame:
     """Raw events by event id, sorted by time as a load gives them."""
     return pl.DataFrame(
         [
@@ -115,7 +116,7 @@ def built_from(raw: pl.DataFrame) -> Layout:
     return build(base, dictionaries, *facts())
 
 
-def layout(events: list[tuple[str | None, str | None, int | timedelta, int]]) -> Layout:
+def layout(events: Sequence[tuple[str | None, str | None, int | timedelta, int]]) -> Layout:
     """Events of (campaign, lead_id, day, points), with the leads of :func:`facts`."""
     return built_from(
         raw_events(
@@ -375,7 +376,14 @@ def test_day_totals_are_held_narrow_and_given_back_exactly(
         assert narrow.schema["total_events"] in {pl.UInt8, pl.UInt16}
 
 
-BYTES = {pl.Int8: 1, pl.UInt8: 1, pl.Int16: 2, pl.UInt16: 2, pl.Int32: 4, pl.UInt32: 4}
+BYTES: dict[type[pl.DataType], int] = {
+    pl.Int8: 1,
+    pl.UInt8: 1,
+    pl.Int16: 2,
+    pl.UInt16: 2,
+    pl.Int32: 4,
+    pl.UInt32: 4,
+}
 
 
 def _width(dtype: pl.DataType) -> int:
