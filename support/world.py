@@ -2,7 +2,7 @@
 
 Everything here goes through psycopg, a client independent of the service's
 ADBC path. ``reference_campaigns`` and ``reference_leads`` are the rules of
-``shared/spec/semantics.md`` written as plain SQL over the source tables,
+``docs/semantics.md`` written as plain SQL over the source tables,
 sharing no code with the service.
 """
 

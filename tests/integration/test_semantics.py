@@ -1,4 +1,4 @@
-"""Every rule of shared/spec/semantics.md on small hand-made data, through the API."""
+"""Every rule of docs/semantics.md on small hand-made data, through the API."""
 
 from __future__ import annotations
 
