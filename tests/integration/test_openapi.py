@@ -223,7 +223,7 @@ def test_request_body_and_empty_responses(client: Client) -> None:
     assert set(choose["responses"]) == {"204", "400", "401", "403", "413", "415", "429", "503"}
     for method, path in ANALYTICS:
         responses = document["paths"][path][method]["responses"]
-        assert set(responses) == {"200", "304", "400", "401", "403", "429", "503"}
+        assert set(responses) == {"200", "304", "400", "401", "403", "414", "429", "503"}
         assert "content" not in responses["304"]
         for status in ("200", "304"):
             headers = responses[status]["headers"]

@@ -33,7 +33,7 @@ def _rejection(scope: dict[str, Any]) -> tuple[int, str] | None:
     if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
         return 414, (
             f"the query string is longer than {MAX_QUERY_BYTES} bytes: "
-            "send only group_by, start_date and end_date"
+            "send fewer or shorter filter values and names"
         )
     return _header_rejection(scope.get("headers", []))
 

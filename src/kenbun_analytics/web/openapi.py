@@ -51,7 +51,7 @@ from kenbun_analytics.errors import (
     UnsupportedMediaType,
 )
 from kenbun_analytics.web.auth import ACTIVE_OU_COOKIE, WWW_AUTHENTICATE
-from kenbun_analytics.web.guard import MAX_BODY_BYTES, SINGLE_HEADERS
+from kenbun_analytics.web.guard import MAX_BODY_BYTES, MAX_QUERY_BYTES, SINGLE_HEADERS
 from kenbun_analytics.web.params import (
     ARROW,
     CSV,
@@ -369,6 +369,16 @@ ANALYTICS_ERRORS = {
         "UUID), or none chosen.",
         _FORBIDDEN,
         ("no active org unit", NoActiveOrgUnit().detail),
+    ),
+    414: error_spec(
+        414,
+        f"The query string is longer than {MAX_QUERY_BYTES} bytes (or the path than the "
+        "guard's bound).",
+        (
+            "query too long",
+            f"the query string is longer than {MAX_QUERY_BYTES} bytes: "
+            "send fewer or shorter filter values and names",
+        ),
     ),
     429: _RATE_LIMITED,
     503: error_spec(
