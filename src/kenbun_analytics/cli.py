@@ -118,6 +118,16 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     _add_database(serve, environ)
     _add_server(serve, settings)
     serve.add_argument(
+        "--snapshot-dir",
+        default=settings.snapshot_dir,
+        help=_env(
+            "KENBUN_SNAPSHOT_DIR",
+            "a directory shared by every process of a deployment: one elected process "
+            "refreshes and publishes its snapshots there, the others map them "
+            "(default: none, this process refreshes and holds its snapshots alone)",
+        ),
+    )
+    serve.add_argument(
         "--no-migrate",
         action="store_true",
         help=_env("KENBUN_NO_MIGRATE", "do not apply missing migrations at start"),
@@ -261,7 +271,9 @@ def serve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
     """The settings of ``serve``: the environment's (:func:`load_settings`, which reads
     ``KENBUN_NO_MIGRATE`` with the rest), then the flags; ``--no-migrate`` can only
     turn migrations off on top of it."""
-    settings = _settings(args, environ, args.database_url)
+    settings = replace(
+        _settings(args, environ, args.database_url), snapshot_dir=args.snapshot_dir or None
+    )
     return replace(settings, migrate=False) if args.no_migrate else settings
 
 

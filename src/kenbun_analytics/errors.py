@@ -13,7 +13,9 @@
     ├── RateLimited                       the credential spent its request budget -> 429
     ├── NotReady (LookupError)            no snapshot yet for the org unit -> 503
     ├── SourceError (RuntimeError)        PostgreSQL failed; the text never carries SQL
-    └── LoadError (RuntimeError)          a full load's child process died before answering
+    ├── LoadError (RuntimeError)          a full load's child process died before answering
+    ├── CorruptVersion (ValueError)       a published version's files do not match its manifest
+    └── PublishError (RuntimeError)       the snapshot directory refused a publish
 """
 
 from __future__ import annotations
@@ -118,6 +120,26 @@ class LoadError(KenbunError, RuntimeError):
     def __init__(self, org_unit_id: str) -> None:
         self.org_unit_id = org_unit_id
         super().__init__(f"the load process of org unit {org_unit_id} exited unexpectedly")
+
+
+class CorruptVersion(KenbunError, ValueError):
+    """A published version that a server refuses to map (it keeps the one it has)."""
+
+    def __init__(self, org_unit_id: str, version: int, file: str, reason: str) -> None:
+        self.org_unit_id = org_unit_id
+        self.version = version
+        super().__init__(
+            f"version {version} of org unit {org_unit_id} is refused: {file}: {reason}"
+        )
+
+
+class PublishError(KenbunError, RuntimeError):
+    """Publishing to the snapshot directory failed (unwritable, full, or the
+    refresher lock lost); the versions published before stay."""
+
+    def __init__(self, org_unit_id: str, reason: str) -> None:
+        self.org_unit_id = org_unit_id
+        super().__init__(f"publishing org unit {org_unit_id} failed: {reason}")
 
 
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+-]+){2,}[\\/]?")

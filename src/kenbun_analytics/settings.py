@@ -86,6 +86,12 @@ class Settings:
     access_log: bool = True
     """``KENBUN_ACCESS_LOG``: write one JSON log line per request."""
 
+    snapshot_dir: str | None = None
+    """``KENBUN_SNAPSHOT_DIR``: the directory of published snapshots that every
+    process of a deployment shares (:mod:`kenbun_analytics.refresh.published`). One
+    elected process refreshes and publishes, the others map what it published.
+    Unset: this process refreshes and holds its snapshots alone."""
+
     migrate: bool = True
     """Apply missing migrations once PostgreSQL is reachable (``serve --no-migrate``
     or ``KENBUN_NO_MIGRATE`` turns it off)."""
@@ -163,5 +169,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             _number(environ, "KENBUN_RATE_LIMIT_BURST", defaults.rate_limit_burst, minimum=0)
         ),
         access_log=_flag(environ, "KENBUN_ACCESS_LOG", default=defaults.access_log),
+        snapshot_dir=environ.get("KENBUN_SNAPSHOT_DIR") or None,
         migrate=not _flag(environ, "KENBUN_NO_MIGRATE", default=not defaults.migrate),
     )

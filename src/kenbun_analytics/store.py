@@ -95,3 +95,25 @@ class RefreshStatus:
     """Failed refreshes per org unit since start ("*": the refresh as a whole)."""
     unit_seconds: dict[str, float] = field(default_factory=dict)
     """Duration of each org unit's last load or update."""
+
+
+@dataclass
+class StoreStatus:
+    """What ``/healthz`` and ``/metrics`` report of a process that serves from a
+    snapshot directory (``serve --snapshot-dir``); absent without one."""
+
+    role: str = "follower"
+    """``refresher`` while this process holds the refresher lock, else ``follower``."""
+    election_error: str | None = None
+    """Why the last attempt to take or keep the refresher lock failed (PostgreSQL
+    unreachable); None when it was answered."""
+    last_publish_at: datetime | None = None
+    last_error: str | None = None
+    """The last failure to publish, open or clean up; None since a success."""
+    last_error_at: datetime | None = None
+    refused: int = 0
+    """Versions refused since start (a file not matching its manifest)."""
+    publishes: int = 0
+    """Versions this process published since start."""
+    bytes_held: int = 0
+    """Bytes of the directory's files, as of the last tick."""

@@ -6,6 +6,11 @@ read the change log and refetch only the events that changed, and reload the
 small per-lead and per-account facts only of org units whose leads, aliases,
 accounts or deals changed. Whole loads run in a child process when the service
 asks for it (:mod:`kenbun_analytics.refresh.child`); incremental ones patch the layout here.
+
+With a :class:`Publisher` (``serve --snapshot-dir``), every new layout is
+published, and the refresher serves the published version as every other
+process does; a refresher that takes over resumes from the published versions
+(:meth:`Refresher.resume`) rather than loading everything again.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Protocol
 
 import polars as pl
 
@@ -24,7 +30,7 @@ from kenbun_analytics.engine.encode import arrow_frame, missing_leads, raw_event
 from kenbun_analytics.engine.frames import ACCOUNT_DEALS, LEAD_FACTS
 from kenbun_analytics.engine.layout import Layout
 from kenbun_analytics.engine.patch import update
-from kenbun_analytics.errors import LoadError, SourceError
+from kenbun_analytics.errors import LoadError, PublishError, SourceError
 from kenbun_analytics.refresh.child import ChildLoads
 from kenbun_analytics.refresh.full import load_unit
 from kenbun_analytics.source.postgres import Changes, Source
@@ -34,6 +40,20 @@ from kenbun_analytics.store import RefreshStatus, Snapshot, SnapshotStore, next_
 logger = logging.getLogger(__name__)
 
 CHANGE_LOG_RETENTION_SECONDS = 24 * 3600
+
+
+class Publisher(Protocol):
+    """Where the layouts of a refresher that publishes go
+    (:class:`kenbun_analytics.refresh.deployment.Publishing`)."""
+
+    def publish(
+        self, unit: str, layout: Layout, *, taken_at: datetime, position: str, full: bool
+    ) -> Snapshot:
+        """Publish ``layout`` as the org unit's next version; the snapshot to serve
+        (the published version itself). :class:`PublishError` when it cannot."""
+
+    def confirm(self, units: set[str], *, taken_at: datetime, position: str) -> None:
+        """Nothing changed in ``units``: their versions are current as of ``taken_at``."""
 
 
 class Refresher:
@@ -52,6 +72,7 @@ class Refresher:
         on_refresh: Callable[[str, float], None] | None = None,
         status: RefreshStatus | None = None,
         clock: Callable[[], float] = time.monotonic,
+        publisher: Publisher | None = None,
     ) -> None:
         self._source = source
         self._store = store
@@ -71,6 +92,7 @@ class Refresher:
         )
         self._on_refresh = on_refresh
         self._clock = clock
+        self._publisher = publisher
         self._running = threading.Lock()
         self._xmin: str | None = None
         self._last_full: float | None = None
@@ -97,6 +119,19 @@ class Refresher:
     def request_full(self) -> None:
         """Make the next refresh a full one."""
         self._last_full = None
+
+    def resume(self, position: str | None, full_age_seconds: float | None) -> None:
+        """Continue where a previous refresher left off: the snapshots in the store
+        are consistent with the change-log ``position``, and their full load was
+        taken ``full_age_seconds`` ago. None: load everything at the next refresh."""
+        with self._running:
+            if position is None or full_age_seconds is None:
+                self._xmin = None
+                self._last_full = None
+            else:
+                self._xmin = position
+                self._last_full = self._clock() - full_age_seconds
+            self._next_attempt = float("-inf")
 
     def refresh(self, *, wait: bool = False) -> bool:
         """Run one refresh; True when it succeeded.
@@ -156,18 +191,37 @@ class Refresher:
         previous_xmin = self._xmin
         full = self._last_full is None or now - self._last_full >= self._full_refresh_seconds
         if full or previous_xmin is None:
-            failed = self._load_whole(units, taken_at)
+            failed = self._load_whole(units, taken_at, xmin)
             if not failed:
                 self._last_full = now
                 self._source.prune_changes(CHANGE_LOG_RETENTION_SECONDS)
         else:
             changes = self._source.changes_since(previous_xmin)
-            failed = self._apply_changes(units, changes, taken_at)
+            failed = self._apply_changes(units, changes, taken_at, xmin)
         if not failed:
             self._xmin = xmin
             self.status.last_kind = "full" if full else "incremental"
 
-    def _load_whole(self, units: list[str], taken_at: datetime) -> bool:
+    def _keep(
+        self, unit: str, layout: Layout, taken_at: datetime, position: str, *, full: bool
+    ) -> bool:
+        """Serve ``layout`` from now on (published first, with a publisher); False
+        when publishing failed, and the org unit keeps the version it has."""
+        if self._publisher is None:
+            self._store.put(Snapshot(unit, taken_at, next_version(), layout))
+            return True
+        try:
+            snapshot = self._publisher.publish(
+                unit, layout, taken_at=taken_at, position=position, full=full
+            )
+        except PublishError as error:
+            self._failed(unit, str(error))
+            logger.warning("%s; serving the version published before", error)
+            return False
+        self._store.put(snapshot)
+        return True
+
+    def _load_whole(self, units: list[str], taken_at: datetime, position: str) -> bool:
         failed = False
         with self._loads() as load:
             for index, unit in enumerate(units):
@@ -182,7 +236,13 @@ class Refresher:
                     self._failed(unit, str(error))
                     logger.warning("refresh of org unit %s failed: %s", unit, error)
                     continue
-                self._store.put(Snapshot(unit, taken_at, next_version(), layout))
+                if self._publisher is not None:
+                    # Counted in PostgreSQL, so a deployment's full loads are counted
+                    # whichever process ran them.
+                    self._source.count_full_load(unit)
+                if not self._keep(unit, layout, taken_at, position, full=True):
+                    failed = True
+                    continue
                 self.status.errors.pop(unit, None)
                 self.status.unit_seconds[unit] = self._clock() - started
         return failed
@@ -198,15 +258,25 @@ class Refresher:
         else:
             yield lambda unit, _: load_unit(self._source, unit, self._load_parts, self._readers)
 
-    def _apply_changes(self, units: list[str], changes: Changes, taken_at: datetime) -> bool:
+    def _apply_changes(
+        self, units: list[str], changes: Changes, taken_at: datetime, position: str
+    ) -> bool:
         unit_set = set(units)
         whole = {u for u in units if self._store.find(u) is None} | set(changes.whole_units)
         if changes.everything:
             whole = set(units)
         whole &= unit_set
         partial = (set(changes.dimension_units) | set(changes.event_units)) & unit_set - whole
-        self._store.confirm(unit_set - whole - partial, taken_at)
-        failed = self._load_whole(sorted(whole), taken_at)
+        unchanged = unit_set - whole - partial
+        self._store.confirm(unchanged, taken_at)
+        if self._publisher is not None:
+            try:
+                self._publisher.confirm(unchanged, taken_at=taken_at, position=position)
+            except PublishError as error:
+                self._failed("store", str(error))
+                logger.warning("%s", error)
+                return True
+        failed = self._load_whole(sorted(whole), taken_at, position)
         if not partial:
             return failed
         changed_ids = pl.Series("event_id", changes.event_ids, dtype=pl.Int64)
@@ -232,7 +302,9 @@ class Refresher:
                 facts,
                 new_leads,
             )
-            self._store.put(Snapshot(unit, taken_at, next_version(), layout))
+            if not self._keep(unit, layout, taken_at, position, full=False):
+                failed = True
+                continue
             self.status.errors.pop(unit, None)
             self.status.unit_seconds[unit] = self._clock() - started
         return failed

@@ -6,13 +6,19 @@ a full reconciliation), so the timing rules live in one place,
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from kenbun_analytics.refresh.refresher import Refresher
+
+class Ticking(Protocol):
+    """A :class:`~kenbun_analytics.refresh.refresher.Refresher`, or a
+    :class:`~kenbun_analytics.refresh.deployment.Deployment` that refreshes or follows."""
+
+    def tick(self) -> None: ...
 
 
-def start_scheduler(refresher: Refresher, *, tick_seconds: float = 1.0) -> BackgroundScheduler:
+def start_scheduler(refresher: Ticking, *, tick_seconds: float = 1.0) -> BackgroundScheduler:
     """Call ``refresher.tick`` now and then every ``tick_seconds``, never twice at once.
 
     The refresher decides whether a refresh is due (the interval after a success,

@@ -375,6 +375,15 @@ class Source:
             (float(older_than_seconds),),
         )
 
+    def count_full_load(self, org_unit_id: str) -> None:
+        """Record one full load of the org unit (migration 0006): a deployment's
+        loads are counted in the database it loads from, whichever process ran them."""
+        self.execute(
+            "count a full load",
+            "INSERT INTO kenbun_analytics_full_loads (org_unit_id) VALUES ($1::text::uuid)",
+            (org_unit_id,),
+        )
+
     def events_of(self, org_unit_id: str, *, part: int = 0, parts: int = 1) -> pa.Table:
         """The counting events of an org unit; with ``parts``, those whose id is
         ``part`` modulo ``parts``."""

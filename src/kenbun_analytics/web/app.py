@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 
 from litestar import Litestar, MediaType, Router, get
 from litestar.datastructures import State
@@ -21,11 +22,13 @@ from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 
 from kenbun_analytics.errors import SettingsError
+from kenbun_analytics.refresh.deployment import Deployment, Election, Publishing
+from kenbun_analytics.refresh.published import PublishedStore
 from kenbun_analytics.refresh.refresher import Refresher
 from kenbun_analytics.refresh.schedule import start_scheduler
 from kenbun_analytics.settings import Settings
 from kenbun_analytics.source.postgres import Source
-from kenbun_analytics.store import RefreshStatus, SnapshotStore
+from kenbun_analytics.store import RefreshStatus, SnapshotStore, StoreStatus
 from kenbun_analytics.web import analytics, health, org_units
 from kenbun_analytics.web.auth import Authenticator
 from kenbun_analytics.web.cache import ResultCache
@@ -77,8 +80,11 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
     store = SnapshotStore()
     cache = ResultCache(settings.result_cache_bytes)
     status = RefreshStatus()
-    metrics = Metrics(store, cache, status)
-    operations = Operations(store=store, refresh_status=status, metrics=metrics)
+    store_status = StoreStatus() if settings.snapshot_dir else None
+    metrics = Metrics(store, cache, status, store_status)
+    operations = Operations(
+        store=store, refresh_status=status, metrics=metrics, store_status=store_status
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -91,6 +97,14 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
         auth_source = Source(
             database_url, statement_timeout_seconds=5, application_name="kenbun-analytics-auth"
         )
+        deployment = None
+        publishing = None
+        if settings.snapshot_dir and store_status is not None:
+            published = PublishedStore(
+                Path(settings.snapshot_dir), grace_seconds=grace_seconds(settings)
+            )
+            election = Election(database_url)
+            publishing = Publishing(published, election, store_status, store)
         refresher = Refresher(
             source,
             store,
@@ -101,8 +115,20 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             isolated_loads=settings.isolated_loads,
             on_refresh=metrics.refreshed,
             status=status,
+            publisher=publishing,
         )
+        if publishing is not None and store_status is not None:
+            deployment = Deployment(
+                published,
+                election,
+                refresher,
+                store,
+                refresh_status=status,
+                status=store_status,
+                on_refused=metrics.refused.inc,
+            )
         app.state.refresher = refresher
+        app.state.deployment = deployment
         app.state.services = Services(
             store=store,
             authenticator=Authenticator(
@@ -118,7 +144,9 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             metrics=metrics,
         )
         scheduler = (
-            start_scheduler(refresher, tick_seconds=min(1.0, settings.refresh_seconds))
+            start_scheduler(
+                deployment or refresher, tick_seconds=min(1.0, settings.refresh_seconds)
+            )
             if run_scheduler
             else None
         )
@@ -127,6 +155,8 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
+            if deployment is not None:
+                deployment.close()
             refresher.close()
             source.close()
             auth_source.close()
@@ -161,6 +191,14 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
     app.asgi_handler = observe(answer_head(guard(handler)), metrics, access_log=settings.access_log)
     app.state.admin = create_admin_app(operations, access_log=settings.access_log)
     return app
+
+
+def grace_seconds(settings: Settings) -> float:
+    """How long a superseded version outlives its successor in the snapshot
+    directory: a follower maps a version within a tick or two of reading its
+    pointer (checksums included), and once mapped, removal cannot hurt it. Two
+    refresh intervals, and never under a minute, leaves a wide margin."""
+    return max(60.0, 2 * settings.refresh_seconds)
 
 
 def create_admin_app(operations: Operations, *, access_log: bool) -> Litestar:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, cast
 from litestar import Request
 from litestar.concurrency import sync_to_thread
 
-from kenbun_analytics.store import RefreshStatus, SnapshotStore
+from kenbun_analytics.store import RefreshStatus, SnapshotStore, StoreStatus
 from kenbun_analytics.web.auth import ACTIVE_OU_COOKIE, Authenticator, Principal, active_org_unit
 from kenbun_analytics.web.cache import ResultCache
 from kenbun_analytics.web.observability import Metrics
@@ -44,6 +44,8 @@ class Operations:
     refresh_status: RefreshStatus
     """Read only: the refresher writes it."""
     metrics: Metrics
+    store_status: StoreStatus | None = None
+    """With a snapshot directory: this process's role and the directory's state."""
 
 
 def operations_of(request: Request[Any, Any, Any]) -> Operations:

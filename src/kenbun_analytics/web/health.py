@@ -20,6 +20,7 @@ from kenbun_analytics.web.schemas import (
     OrgUnitHealth,
     ReadyResponse,
     StatusResponse,
+    StoreHealth,
 )
 
 
@@ -55,13 +56,26 @@ def health_details(request: Request[Any, Any, Any]) -> HealthResponse:
                 else None,
                 events=snapshot.layout.events.height if snapshot else None,
                 last_error=status.errors.get(unit),
+                version=snapshot.version if snapshot else None,
             )
         )
+    store = operations.store_status
     return HealthResponse(
         status="ok",
         last_refresh_error=status.errors.get("*"),
         last_refresh_seconds=status.last_duration_seconds,
         org_units=org_units,
+        store=StoreHealth(
+            role=store.role,
+            election_error=store.election_error,
+            last_publish_at=store.last_publish_at,
+            last_error=store.last_error,
+            last_error_at=store.last_error_at,
+            refused_versions=store.refused,
+            bytes_held=store.bytes_held,
+        )
+        if store is not None
+        else None,
     )
 
 
@@ -79,6 +93,17 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[ReadyResponse]:
     listener's /healthz has those)."""
     operations = operations_of(request)
     status = operations.refresh_status
+    store = operations.store_status
+    if status.org_unit_ids is None and store is not None and store.role == "follower":
+        reason = (
+            "no snapshot is published in the snapshot directory yet, and this process "
+            "cannot reach PostgreSQL to take over refreshing"
+            if store.election_error
+            else "no snapshot is published in the snapshot directory yet; "
+            "another process is refreshing"
+        )
+        body = ReadyResponse(ready=False, detail=f"not ready: {reason}")
+        return Response(body, status_code=503)
     if status.org_unit_ids is None:
         reason = (
             "the snapshot refresh failed and is retried (PostgreSQL unreachable or failing)"

@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from kenbun_analytics.engine.layout import resident_bytes
-from kenbun_analytics.store import RefreshStatus, SnapshotStore
+from kenbun_analytics.store import RefreshStatus, SnapshotStore, StoreStatus
 from kenbun_analytics.web.cache import ResultCache
 from kenbun_analytics.web.headers import SECURITY_HEADERS
 from kenbun_analytics.web.schemas import ErrorBody, json_encoder
@@ -93,10 +93,17 @@ _REFRESH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 class _SnapshotCollector(Collector):
     """Snapshot rows and ages, refresh failures and the result cache, read at scrape."""
 
-    def __init__(self, store: SnapshotStore, cache: ResultCache, status: RefreshStatus) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        cache: ResultCache,
+        status: RefreshStatus,
+        store_status: StoreStatus | None,
+    ) -> None:
         self._store = store
         self._cache = cache
         self._status = status
+        self._store_status = store_status
 
     def collect(self) -> Iterator[Metric]:
         now = datetime.now(UTC)
@@ -115,7 +122,14 @@ class _SnapshotCollector(Collector):
             "Bytes the org unit's serving snapshot holds in memory.",
             labels=["org_unit"],
         )
+        version = GaugeMetricFamily(
+            "kenbun_snapshot_version",
+            "Version of the org unit's serving snapshot (with a snapshot directory, the "
+            "published version: the same on every process serving it).",
+            labels=["org_unit"],
+        )
         for unit, snapshot in sorted(self._store.all().items()):
+            version.add_metric([unit], snapshot.version)
             rows.add_metric([unit], snapshot.layout.events.height)
             held.add_metric([unit], resident_bytes(snapshot.layout))
             age.add_metric([unit], (now - snapshot.taken_at).total_seconds())
@@ -134,7 +148,9 @@ class _SnapshotCollector(Collector):
         )
         for unit, count in sorted(self._status.failures.items()):
             failures.add_metric([unit], count)
-        yield from (rows, held, age, load, failures)
+        yield from (rows, held, age, load, failures, version)
+        if self._store_status is not None:
+            yield from _store_metrics(self._store_status)
         yield CounterMetricFamily(
             "kenbun_result_cache_hits", "Result cache hits.", value=self._cache.hits
         )
@@ -151,10 +167,45 @@ class _SnapshotCollector(Collector):
         )
 
 
+def _store_metrics(status: StoreStatus) -> Iterator[Metric]:
+    role = GaugeMetricFamily(
+        "kenbun_store_role",
+        "1 for this process's role in the deployment: refresher (holds the lock) or follower.",
+        labels=["role"],
+    )
+    for name in ("refresher", "follower"):
+        role.add_metric([name], 1 if status.role == name else 0)
+    yield role
+    yield GaugeMetricFamily(
+        "kenbun_store_bytes",
+        "Bytes of the snapshot directory's files (versions kept and publishes in flight).",
+        value=status.bytes_held,
+    )
+    yield GaugeMetricFamily(
+        "kenbun_store_last_publish_timestamp_seconds",
+        "When this process last published a version (0: never).",
+        value=status.last_publish_at.timestamp() if status.last_publish_at else 0,
+    )
+    yield CounterMetricFamily(
+        "kenbun_store_publishes", "Versions this process published.", value=status.publishes
+    )
+    yield GaugeMetricFamily(
+        "kenbun_store_error",
+        "1 while the last publish, open or clean-up of the snapshot directory failed.",
+        value=1 if status.last_error else 0,
+    )
+
+
 class Metrics:
     """The process's Prometheus registry (one per app, so tests can build many apps)."""
 
-    def __init__(self, store: SnapshotStore, cache: ResultCache, status: RefreshStatus) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        cache: ResultCache,
+        status: RefreshStatus,
+        store_status: StoreStatus | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "kenbun_http_requests",
@@ -182,7 +233,13 @@ class Metrics:
             "auth cache, because PostgreSQL could not be asked (KENBUN_AUTH_STALE_SECONDS).",
             registry=self.registry,
         )
-        self.registry.register(_SnapshotCollector(store, cache, status))
+        self.refused = Counter(
+            "kenbun_store_refused_versions",
+            "Published versions refused because a file did not match the manifest "
+            "(size or checksum); the process kept serving the version it held.",
+            registry=self.registry,
+        )
+        self.registry.register(_SnapshotCollector(store, cache, status, store_status))
 
     def refreshed(self, outcome: str, seconds: float) -> None:
         self.refreshes.labels(outcome).observe(seconds)

@@ -169,6 +169,19 @@ class OrgUnitHealth(Body, frozen=True, kw_only=True):
     snapshot_age_seconds: float | None
     events: int | None
     last_error: str | None
+    version: int | None = None
+
+
+class StoreHealth(Body, frozen=True, kw_only=True):
+    """This process's part in a deployment sharing a snapshot directory."""
+
+    role: str
+    election_error: str | None
+    last_publish_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    refused_versions: int
+    bytes_held: int
 
 
 class HealthResponse(Body, frozen=True, kw_only=True):
@@ -176,6 +189,7 @@ class HealthResponse(Body, frozen=True, kw_only=True):
     last_refresh_error: str | None
     last_refresh_seconds: float | None
     org_units: list[OrgUnitHealth]
+    store: StoreHealth | None = None
 
 
 class ReadyResponse(Body, frozen=True, kw_only=True):

@@ -1,0 +1,289 @@
+"""Refresh once, serve from many: one elected refresher publishes to the snapshot
+directory, every other process follows it (``serve --snapshot-dir``).
+
+Every process pointed at the same database and directory runs
+:meth:`Deployment.tick` on the scheduler's tick. Each tick it asks
+:class:`Election` whether it holds the refresher lock, a PostgreSQL
+session-level advisory lock held on a connection of its own:
+
+* the holder refreshes (:class:`~kenbun_analytics.refresh.refresher.Refresher`)
+  and publishes each new layout (:class:`Publishing`), then serves the published
+  version as everyone else does;
+* the others follow: they read each org unit's pointer and map the versions
+  they do not hold yet (:meth:`Deployment.follow`). Polling the pointer costs
+  one small file read per org unit and tick, works on any shared POSIX mount,
+  and needs PostgreSQL for nothing, so followers keep following while the
+  database is away.
+
+The lock lives as long as its session: when the refresher dies, or its
+connection is cut, PostgreSQL releases it, and the next follower to ask takes
+it at its next tick. A holder checks its lock connection at every tick and, as
+a fence, right before every publish; once the check fails it publishes nothing
+more. So two processes never publish at once, except for a publish already
+past its fence when the connection is cut (the window between one round trip
+and a rename, which the tests probe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as pg
+
+from kenbun_analytics.engine.layout import Layout
+from kenbun_analytics.errors import CorruptVersion, PublishError, SourceError
+from kenbun_analytics.refresh.published import Pointer, PublishedStore
+from kenbun_analytics.refresh.refresher import Refresher
+from kenbun_analytics.store import RefreshStatus, Snapshot, SnapshotStore, StoreStatus
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = 7_233_174_017_011_226_739
+"""The refresher lock's advisory-lock key (any fixed bigint; advisory locks are per database)."""
+
+
+def _lock_url(url: str) -> str:
+    """``url`` with a connect timeout and TCP keepalives, so that a host gone
+    silent ends the lock's session (and the lock) rather than hanging a check."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
+    extra = {
+        "connect_timeout": "5",
+        "keepalives": "1",
+        "keepalives_idle": "5",
+        "keepalives_interval": "2",
+        "keepalives_count": "3",
+        "tcp_user_timeout": "10000",
+        "application_name": "kenbun-analytics-lock",
+    }
+    added = "&".join(f"{name}={value}" for name, value in extra.items() if name not in query)
+    return urllib.parse.urlunsplit(parts._replace(query=f"{parts.query}&{added}".lstrip("&")))
+
+
+class Election:
+    """The refresher lock, on a connection of its own."""
+
+    def __init__(self, url: str) -> None:
+        self._url = _lock_url(url)
+        self._connection: Any = None
+        self._held = False
+        self._lock = threading.Lock()
+        self.error: str | None = None
+        """Why the last check could not ask PostgreSQL; None when it could."""
+
+    def hold(self) -> bool:
+        """Whether this process holds the lock now: taken if free, and, when held,
+        confirmed by a round trip on its connection (a dead connection has lost it)."""
+        with self._lock:
+            try:
+                if self._connection is None:
+                    self._connection = pg.connect(self._url, autocommit=True)
+                with self._connection.cursor() as cursor:
+                    if self._held:
+                        cursor.execute("SELECT 1")
+                    else:
+                        cursor.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})")
+                        self._held = bool(cursor.fetchone()[0])
+                        return self._held
+                    cursor.fetchone()
+            except Exception as error:  # any failure of the session loses the lock
+                self._drop()
+                self.error = str(SourceError("refresher election", error))
+                return False
+            self.error = None
+            return self._held
+
+    def close(self) -> None:
+        """Let the lock go (closing its session releases it)."""
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        self._held = False
+        if connection is not None:
+            # A dead connection may fail to close; it is gone either way.
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+class Publishing:
+    """The refresher's :class:`~kenbun_analytics.refresh.refresher.Publisher`: a
+    publish behind the lock's fence, then the published version mapped to serve."""
+
+    def __init__(
+        self,
+        published: PublishedStore,
+        election: Election,
+        status: StoreStatus,
+        store: SnapshotStore,
+    ) -> None:
+        self._published = published
+        self._election = election
+        self._status = status
+        self._store = store
+
+    def _fence(self, unit: str) -> None:
+        if not self._election.hold():
+            raise PublishError(unit, "this process no longer holds the refresher lock")
+
+    def publish(
+        self, unit: str, layout: Layout, *, taken_at: datetime, position: str, full: bool
+    ) -> Snapshot:
+        started = time.time()
+        self._fence(unit)
+        previous = self._published.newest(unit)
+        full_at = taken_at if full or previous is None else previous.full_at
+        try:
+            pointer = self._published.publish(
+                layout, org_unit_id=unit, taken_at=taken_at, position=position, full_at=full_at
+            )
+            mapped = self._published.open(pointer)
+        except (OSError, CorruptVersion) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            self._store_failed(str(reason))
+            raise PublishError(unit, str(reason)) from None
+        self._status.last_publish_at = datetime.now(UTC)
+        self._status.publishes += 1
+        self._status.last_error = None
+        logger.info(
+            "published org unit %s version %d",
+            unit,
+            pointer.version,
+            # From before the fence to after the pointer: two processes' spans never overlap.
+            extra={"fields": {"publish_started": started, "publish_finished": time.time()}},
+        )
+        self._clean(unit)
+        return Snapshot(unit, pointer.taken_at, pointer.version, mapped)
+
+    def confirm(self, units: set[str], *, taken_at: datetime, position: str) -> None:
+        for unit in sorted(units):
+            self._fence(unit)
+            pointer = self._published.newest(unit)
+            if pointer is None:
+                continue
+            try:
+                self._published.confirm(pointer, taken_at=taken_at, position=position)
+            except OSError as error:
+                self._store_failed(error.strerror or str(error))
+                raise PublishError(unit, error.strerror or str(error)) from None
+
+    def _clean(self, unit: str) -> None:
+        try:
+            self._published.remove(unit)
+        except OSError as error:
+            self._store_failed(error.strerror or str(error))
+
+    def _store_failed(self, reason: str) -> None:
+        self._status.last_error = reason
+        self._status.last_error_at = datetime.now(UTC)
+
+
+class Deployment:
+    """One process's part in a deployment: refresher while it holds the lock,
+    follower otherwise. The scheduler calls :meth:`tick`."""
+
+    def __init__(
+        self,
+        published: PublishedStore,
+        election: Election,
+        refresher: Refresher,
+        store: SnapshotStore,
+        *,
+        refresh_status: RefreshStatus,
+        status: StoreStatus,
+        on_refused: Callable[[], None] | None = None,
+    ) -> None:
+        self._published = published
+        self._election = election
+        self._refresher = refresher
+        self._store = store
+        self._refresh_status = refresh_status
+        self.status = status
+        self._on_refused = on_refused
+        self._refused: set[tuple[str, int]] = set()
+
+    def tick(self) -> None:
+        """Refresh when this process holds the lock, else follow the directory."""
+        if self._election.hold():
+            if self.status.role != "refresher":
+                self.follow()  # serve the newest versions before patching them
+                self._take_over()
+            self._refresher.tick()
+        else:
+            if self.status.role == "refresher":
+                logger.warning(
+                    "this process lost the refresher lock (%s); following the snapshot directory",
+                    self._election.error or "taken by another process",
+                )
+            self.status.role = "follower"
+            self.follow()
+        self.status.election_error = self._election.error
+        try:
+            self.status.bytes_held = self._published.bytes_held()
+        except OSError:
+            self.status.bytes_held = 0
+
+    def _take_over(self) -> None:
+        pointers = [p for unit in self._published.units() if (p := self._newest(unit))]
+        if pointers:
+            # The oldest position and full load of any org unit: applying a change
+            # twice leaves a layout as it was, missing one would not.
+            position = min(pointers, key=lambda p: int(p.position)).position
+            full_at = min(p.full_at for p in pointers)
+            age = (datetime.now(UTC) - full_at).total_seconds()
+            self._refresher.resume(position, max(0.0, age))
+        else:
+            self._refresher.resume(None, None)
+        self.status.role = "refresher"
+        logger.info("this process holds the refresher lock and refreshes the snapshot directory")
+
+    def _newest(self, unit: str) -> Pointer | None:
+        try:
+            return self._published.newest(unit)
+        except (OSError, ValueError) as error:
+            self._failed(f"the pointer of org unit {unit} is unreadable: {error}")
+            return None
+
+    def follow(self) -> None:
+        """Map the newest version of each org unit, where it is not the one held;
+        a version that does not match its manifest is refused once and skipped."""
+        units = self._published.units()
+        for unit in units:
+            pointer = self._newest(unit)
+            if pointer is None:
+                continue
+            held = self._store.find(unit)
+            if held is not None and held.version == pointer.version:
+                if held.taken_at != pointer.taken_at:
+                    self._store.confirm({unit}, pointer.taken_at)
+                continue
+            if (unit, pointer.version) in self._refused:
+                continue
+            try:
+                layout = self._published.open(pointer)
+            except CorruptVersion as error:
+                self._refused.add((unit, pointer.version))
+                self.status.refused += 1
+                if self._on_refused is not None:
+                    self._on_refused()
+                self._failed(str(error))
+                logger.error("%s; serving the version held", error)  # noqa: TRY400 - one line
+                continue
+            self._store.put(Snapshot(unit, pointer.taken_at, pointer.version, layout))
+        if units and self.status.role == "follower":
+            self._refresh_status.org_unit_ids = units
+
+    def _failed(self, reason: str) -> None:
+        self.status.last_error = reason
+        self.status.last_error_at = datetime.now(UTC)
+
+    def close(self) -> None:
+        self._election.close()

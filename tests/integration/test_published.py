@@ -1,0 +1,274 @@
+"""The snapshot directory: versions published whole or not at all, mapped rather
+than copied, refused when their files do not match the manifest, removed only
+when superseded for the grace period."""
+
+from __future__ import annotations
+
+import errno
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from kenbun_analytics.engine.layout import Layout
+from kenbun_analytics.errors import CorruptVersion
+from kenbun_analytics.local.seed import seed_world
+from kenbun_analytics.refresh import published as published_module
+from kenbun_analytics.refresh.full import load_unit
+from kenbun_analytics.refresh.handover import read_layout, write_layout
+from kenbun_analytics.refresh.published import POINTER, PublishedStore
+from kenbun_analytics.source.postgres import Source
+from kenbun_analytics.store import Snapshot
+from kenbun_analytics.web.answers import campaigns_body
+from support.world import World
+from tests.conftest import admin, make_app
+
+T0 = datetime(2026, 6, 30, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def seeded(source: Source) -> tuple[str, Layout]:
+    """An org unit of a small seeded world, and its layout as a full load builds it."""
+    units = seed_world(source, events=3000, seed=1, anchor=date(2026, 6, 30)).org_unit_ids
+    with ThreadPoolExecutor(2) as readers:
+        return units[0], load_unit(source, units[0], 1, readers)
+
+
+def publish(store: PublishedStore, unit: str, layout: Layout, at: datetime = T0) -> int:
+    pointer = store.publish(layout, org_unit_id=unit, taken_at=at, position="100", full_at=at)
+    return pointer.version
+
+
+def body(unit: str, layout: Layout) -> bytes:
+    return campaigns_body(Snapshot(unit, T0, 1, layout), "source", None, None)
+
+
+def mapped_ranges(path: Path) -> list[tuple[int, int]]:
+    ranges = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith(str(path)):
+            low, high = line.split()[0].split("-")
+            ranges.append((int(low, 16), int(high, 16)))
+    return ranges
+
+
+def test_a_published_version_maps_back_to_the_same_answers_without_copying(
+    seeded: tuple[str, Layout], tmp_path: Path
+) -> None:
+    """A version opened from the directory answers byte for byte as the layout
+    it was published from, and its columns point into the mapped files."""
+    unit, layout = seeded
+    store = PublishedStore(tmp_path, grace_seconds=60)
+    version = publish(store, unit, layout)
+    pointer = store.newest(unit)
+    assert pointer is not None
+    assert pointer.version == version == 1
+    mapped = store.open(pointer)
+    assert body(unit, mapped) == body(unit, layout)
+    events_file = tmp_path / unit / "v00000000000000000001" / "events.arrow"
+    ranges = mapped_ranges(events_file)
+    assert ranges, "events.arrow is not mapped"
+    for column in mapped.events.iter_columns():
+        assert column.n_chunks() == 1
+        address = column.to_arrow().buffers()[1].address
+        assert any(low <= address < high for low, high in ranges), column.name
+
+
+def test_the_pointer_is_written_last(
+    seeded: tuple[str, Layout], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish that dies before its pointer leaves the previous version the
+    newest; the next publish takes a number above the orphan's."""
+    unit, layout = seeded
+    store = PublishedStore(tmp_path, grace_seconds=60)
+    publish(store, unit, layout)
+
+    def dies(*_: Any) -> None:
+        raise OSError(errno.EIO, "killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(published_module, "_write_json", dies)
+        with pytest.raises(OSError, match="killed"):
+            publish(store, unit, layout)
+    pointer = store.newest(unit)
+    assert pointer is not None
+    assert pointer.version == 1
+    assert (tmp_path / unit / "v00000000000000000002").is_dir()
+    assert publish(store, unit, layout) == 3
+
+
+def test_a_failed_write_leaves_no_version_behind(
+    seeded: tuple[str, Layout], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills in the middle of a publish: the partial files are gone,
+    the newest version is the previous one, whole."""
+    unit, layout = seeded
+    store = PublishedStore(tmp_path, grace_seconds=60)
+    publish(store, unit, layout)
+
+    def full_disk(layout: Layout, directory: Path, *, whole: bool = False) -> list[Path]:
+        (directory / "events.arrow").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(published_module, "write_layout", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        publish(store, unit, layout)
+    assert sorted(path.name for path in (tmp_path / unit).iterdir()) == [
+        POINTER,
+        "v00000000000000000001",
+    ]
+    pointer = store.newest(unit)
+    assert pointer is not None
+    assert body(unit, store.open(pointer)) == body(unit, layout)
+
+
+def _publish_forever(root: str, unit: str, handed: str) -> None:
+    """In a child: publish the handed layout again and again, until killed."""
+    store = PublishedStore(Path(root), grace_seconds=3600)
+    layout = read_layout(Path(handed))
+    while True:
+        store.publish(layout, org_unit_id=unit, taken_at=T0, position="1", full_at=T0)
+
+
+def test_a_publisher_killed_at_any_moment_leaves_nothing_that_is_read(
+    seeded: tuple[str, Layout], tmp_path: Path
+) -> None:
+    """SIGKILL a process in the middle of publishing, many times: every time, the
+    pointer names a whole version that opens and answers as the layout."""
+    unit, layout = seeded
+    handed = tmp_path / "handed"
+    handed.mkdir()
+    write_layout(layout, handed)
+    root = tmp_path / "store"
+    store = PublishedStore(root, grace_seconds=3600)
+    expected = body(unit, layout)
+    context = multiprocessing.get_context("spawn")
+    for delay in (0.9, 1.0, 1.05, 1.1, 1.2, 1.3, 1.45):
+        child = context.Process(target=_publish_forever, args=(str(root), unit, str(handed)))
+        child.start()
+        time.sleep(delay)
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        pointer = store.newest(unit)
+        if pointer is not None:
+            assert body(unit, store.open(pointer)) == expected
+    pointer = store.newest(unit)
+    assert pointer is not None, "no publish finished in the time given"
+    assert publish(store, unit, layout) > pointer.version
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "missing"])
+def test_a_version_whose_files_do_not_match_the_manifest_is_refused(
+    seeded: tuple[str, Layout], tmp_path: Path, damage: str
+) -> None:
+    """A changed, truncated or missing file: the open is refused, naming the file."""
+    unit, layout = seeded
+    store = PublishedStore(tmp_path, grace_seconds=60)
+    publish(store, unit, layout)
+    events = tmp_path / unit / "v00000000000000000001" / "events.arrow"
+    data = bytearray(events.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0xFF
+        events.write_bytes(bytes(data))
+    elif damage == "truncated":
+        events.write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        events.unlink()
+    pointer = store.newest(unit)
+    assert pointer is not None
+    with pytest.raises(CorruptVersion, match=r"version 1 .* refused: events\.arrow"):
+        store.open(pointer)
+
+
+def test_superseded_versions_go_after_the_grace_period_keeping_the_last_two(
+    seeded: tuple[str, Layout], tmp_path: Path
+) -> None:
+    """Of five versions, the last two always stay; older ones go once their
+    successor has stood for the grace period; abandoned publishes go too."""
+    unit, layout = seeded
+    now = [time.time()]
+    store = PublishedStore(tmp_path, grace_seconds=60, clock=lambda: now[0])
+    for _ in range(5):
+        publish(store, unit, layout)
+    abandoned = tmp_path / unit / ".publishing-abandoned"
+    abandoned.mkdir()
+    assert store.remove(unit) == []
+    now[0] += 61
+    assert store.remove(unit) == [1, 2, 3]
+    assert not abandoned.exists()
+    assert sorted(path.name for path in (tmp_path / unit).iterdir()) == [
+        POINTER,
+        "v00000000000000000004",
+        "v00000000000000000005",
+    ]
+
+
+@pytest.fixture
+def unit(world: World) -> str:
+    unit = world.org_unit("Acme")
+    world.event(unit, campaign="spring", source="google")
+    return unit
+
+
+@pytest.fixture
+def store_client(database_url: str, tmp_path: Path) -> Iterator[TestClient[Litestar]]:
+    app = make_app(database_url, snapshot_dir=str(tmp_path / "store"))
+    with TestClient(app) as client:
+        yield client
+
+
+def tick(client: TestClient[Litestar]) -> None:
+    deployment = client.app.state.deployment
+    deployment.tick()
+    # The refresh a tick runs is due once the refresher's backoff has passed.
+    client.app.state.refresher._next_attempt = float("-inf")
+
+
+def test_an_unwritable_directory_keeps_the_last_good_version_and_backs_off(
+    store_client: TestClient[Litestar],
+    world: World,
+    unit: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A disk full under the refresher: the version published before is served
+    and stays the newest, /healthz says why, and the retries back off."""
+    store_dir = tmp_path / "store"
+    tick(store_client)
+    health = admin(store_client).get("/healthz").json()
+    assert health["store"]["role"] == "refresher"
+    assert health["org_units"][0]["version"] == 1
+    world.event(unit, campaign="summer", source="google")
+
+    def full_disk(*_: Any, **__: Any) -> list[Path]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(published_module, "write_layout", full_disk)
+    tick(store_client)
+    tick(store_client)
+    refresher = store_client.app.state.refresher
+    assert refresher.status.consecutive_failures == 2
+    assert refresher.retry_delay(2) > refresher.retry_delay(1)
+    health = admin(store_client).get("/healthz").json()
+    assert health["store"]["last_error"] == "No space left on device"
+    assert health["org_units"][0]["version"] == 1
+    assert "No space left" in health["org_units"][0]["last_error"]
+    pointer = json.loads((store_dir / unit / POINTER).read_text())
+    assert pointer["version"] == 1
+
+    monkeypatch.undo()
+    tick(store_client)
+    health = admin(store_client).get("/healthz").json()
+    assert health["store"]["last_error"] is None
+    assert health["org_units"][0]["version"] == 2
