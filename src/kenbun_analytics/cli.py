@@ -128,6 +128,17 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         ),
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=settings.workers,
+        help=_env(
+            "KENBUN_WORKERS",
+            "processes serving the one port, all mapping the snapshot directory; more "
+            "than 1 needs --snapshot-dir; worker i's admin listener is on --admin-port + i "
+            f"(default {settings.workers})",
+        ),
+    )
+    serve.add_argument(
         "--no-migrate",
         action="store_true",
         help=_env("KENBUN_NO_MIGRATE", "do not apply missing migrations at start"),
@@ -272,7 +283,9 @@ def serve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
     ``KENBUN_NO_MIGRATE`` with the rest), then the flags; ``--no-migrate`` can only
     turn migrations off on top of it."""
     settings = replace(
-        _settings(args, environ, args.database_url), snapshot_dir=args.snapshot_dir or None
+        _settings(args, environ, args.database_url),
+        snapshot_dir=args.snapshot_dir or None,
+        workers=args.workers,
     )
     return replace(settings, migrate=False) if args.no_migrate else settings
 
@@ -312,7 +325,26 @@ def _graceful_server_class() -> Any:
     return GracefulServer
 
 
-def serve(settings: Settings) -> None:
+def serve_workers(settings: Settings) -> None:
+    """``serve --workers N``: bind the public port once and run N workers on it
+    (:mod:`kenbun_analytics.web.workers`)."""
+    import uvicorn
+
+    from kenbun_analytics.web.workers import supervise
+
+    public = uvicorn.Config("kenbun_analytics", host=settings.host, port=settings.port)
+    supervise(settings, public.bind_socket(), serve_worker)
+
+
+def serve_worker(settings: Settings, sockets: list[Any]) -> None:
+    """One worker of ``serve --workers N``, in a process of its own."""
+    from kenbun_analytics.web.observability import configure_logging
+
+    configure_logging()
+    serve(settings, sockets=sockets)
+
+
+def serve(settings: Settings, *, sockets: list[Any] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; uvicorn lets requests in flight finish.
 
     With an admin port, a second uvicorn server on the same event loop serves the
@@ -341,7 +373,7 @@ def serve(settings: Settings) -> None:
     )
     server = _GracefulServer(config)
     if not settings.admin_port:
-        server.run()
+        server.run(sockets=sockets)
         return
     admin_config = uvicorn.Config(
         app.state.admin,
@@ -366,7 +398,7 @@ def serve(settings: Settings) -> None:
     async def both() -> None:
         admin_task = asyncio.create_task(admin_server.serve(sockets=[admin_socket]))
         try:
-            await server.serve()
+            await server.serve(sockets=sockets)
         finally:
             admin_server.should_exit = True
             await admin_task
@@ -389,6 +421,18 @@ def _admin_server_class() -> Any:
     return AdminServer
 
 
+def _serve_command(settings: Settings) -> None:
+    if settings.workers > 1 and not settings.snapshot_dir:
+        raise SystemExit(
+            "kenbun-analytics: --workers above 1 needs --snapshot-dir (KENBUN_SNAPSHOT_DIR): "
+            "the workers share their snapshots through it"
+        )
+    if settings.workers > 1:
+        serve_workers(settings)
+    else:
+        serve(settings)
+
+
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from kenbun_analytics.local import admin
 
@@ -404,7 +448,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             raise SystemExit("kenbun-analytics: give --database-url or set KENBUN_DATABASE_URL")
         # No database round trip here: the service starts even while PostgreSQL is
         # down, and the refresher migrates and loads once it answers.
-        serve(serve_settings(args, environ))
+        _serve_command(serve_settings(args, environ))
         return 0
     if args.command == "demo":
         from kenbun_analytics.local.demo import run_demo

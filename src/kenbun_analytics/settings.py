@@ -92,6 +92,10 @@ class Settings:
     elected process refreshes and publishes, the others map what it published.
     Unset: this process refreshes and holds its snapshots alone."""
 
+    workers: int = 1
+    """``KENBUN_WORKERS``: processes serving the one port (:mod:`kenbun_analytics.web.workers`);
+    more than one needs ``snapshot_dir``, through which they share the snapshots."""
+
     migrate: bool = True
     """Apply missing migrations once PostgreSQL is reachable (``serve --no-migrate``
     or ``KENBUN_NO_MIGRATE`` turns it off)."""
@@ -170,5 +174,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         ),
         access_log=_flag(environ, "KENBUN_ACCESS_LOG", default=defaults.access_log),
         snapshot_dir=environ.get("KENBUN_SNAPSHOT_DIR") or None,
+        workers=int(_number(environ, "KENBUN_WORKERS", defaults.workers, minimum=1)),
         migrate=not _flag(environ, "KENBUN_NO_MIGRATE", default=not defaults.migrate),
     )

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import psutil
 import psycopg
 import pytest
 
@@ -148,6 +150,19 @@ def until(condition: Any, timeout: float, what: str) -> float:
             return time.monotonic() - started
         time.sleep(0.05)
     pytest.fail(f"not within {timeout:g} s: {what}")
+
+
+def admin_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (worker i's admin port is the first + i)."""
+    while True:
+        first = free_port()
+        try:
+            for port in range(first + 1, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
 
 
 def full_loads(database_url: str) -> dict[str, int]:
@@ -321,3 +336,123 @@ def test_a_refresher_whose_lock_connection_is_cut_stops_publishing(
         assert roles.count("refresher") == 1, roles
     assert_one_publisher_at_a_time(replicas)
     assert full_loads(database_url) == dict.fromkeys(units, 1)
+
+
+def test_a_follower_on_an_empty_store_without_postgresql_is_not_ready(tmp_path: Path) -> None:
+    """Nothing published and PostgreSQL unreachable: /readyz is 503 and says why."""
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/kenbun"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    replica = start_replica("alone", unreachable, tmp_path / "store", logs)
+    try:
+
+        def answer() -> httpx.Response | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{replica.port}/readyz", timeout=5)
+            except httpx.HTTPError:
+                return None
+
+        until(
+            lambda: (found := answer()) is not None and b"cannot reach PostgreSQL" in found.content,
+            30,
+            "/readyz saying why",
+        )
+        response = answer()
+        assert response is not None
+        assert response.status_code == 503
+        assert response.json()["detail"] == (
+            "not ready: no snapshot is published in the snapshot directory yet, "
+            "and this process cannot reach PostgreSQL to take over refreshing"
+        )
+        assert replica.role() == "follower"
+        assert replica.health()["store"]["election_error"]
+    finally:
+        replica.stop()
+
+
+def test_workers_serve_one_port_from_one_published_snapshot(
+    database_url: str, tmp_path: Path
+) -> None:
+    """serve --workers 2: two processes on one port, one refresher and one follower,
+    the same answers from either; SIGTERM stops both, leaving no process behind."""
+    source = Source(database_url)
+    units = seed_world(source, events=20_000, seed=3, anchor=date(2026, 6, 30)).org_unit_ids
+    source.close()
+    with World.connect(database_url) as world:
+        headers = world.reader(units[0])
+    port, admin_port = free_port(), admin_ports(2)
+    log = tmp_path / "workers.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kenbun_analytics.cli",
+                "serve",
+                "--database-url",
+                database_url,
+                "--port",
+                str(port),
+                "--admin-port",
+                str(admin_port),
+                "--snapshot-dir",
+                str(tmp_path / "store"),
+                "--refresh-seconds",
+                str(INTERVAL),
+                "--workers",
+                "2",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "KENBUN_ACCESS_LOG": "off"},
+        )
+        try:
+            workers = [
+                Replica(f"w{i}", process, port, admin_port + i, log, log_file) for i in range(2)
+            ]
+            until(lambda: all(w.ready() and w.role() for w in workers), 120, "both workers ready")
+            assert sorted(str(w.role()) for w in workers) == ["follower", "refresher"]
+            until(
+                lambda: len({str(w.versions()) for w in workers}) == 1,
+                2 * INTERVAL,
+                "both workers serve the same versions",
+            )
+            seen = set()
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
+                for _ in range(40):
+                    # A new connection each time, so that both workers answer.
+                    response = client.get(CAMPAIGNS, headers={"Connection": "close"})
+                    assert response.status_code == 200
+                    seen.add((response.headers["etag"], response.content))
+            assert len(seen) == 1
+            children = psutil.Process(process.pid).children(recursive=True)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+            psutil.wait_procs(children, timeout=10)
+            assert not [child for child in children if child.is_running()]
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def test_workers_need_a_snapshot_directory() -> None:
+    """--workers 2 without --snapshot-dir: a clear error, nothing served."""
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kenbun_analytics.cli",
+            "serve",
+            "--database-url",
+            "postgresql://nowhere/kenbun",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "KENBUN_SNAPSHOT_DIR"},
+        check=False,
+    )
+    assert finished.returncode != 0
+    assert "--workers above 1 needs --snapshot-dir" in finished.stderr
