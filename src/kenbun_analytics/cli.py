@@ -328,17 +328,14 @@ def _graceful_server_class() -> Any:
 def serve_workers(settings: Settings) -> None:
     """``serve --workers N``: bind the public port once and run N workers on it
     (:mod:`kenbun_analytics.web.workers`)."""
-    import uvicorn
+    from kenbun_analytics.web.workers import bind, supervise
 
-    from kenbun_analytics.web.workers import supervise
-
-    public = uvicorn.Config("kenbun_analytics", host=settings.host, port=settings.port)
-    supervise(settings, public.bind_socket(), serve_worker)
+    supervise(settings, bind(settings.host, settings.port), serve_worker)
 
 
 def serve_worker(settings: Settings, sockets: list[Any]) -> None:
     """One worker of ``serve --workers N``, in a process of its own."""
-    from kenbun_analytics.web.observability import configure_logging
+    from kenbun_analytics.web.logs import configure_logging
 
     configure_logging()
     serve(settings, sockets=sockets)
@@ -434,10 +431,8 @@ def _serve_command(settings: Settings) -> None:
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from kenbun_analytics.local import admin
-
     if args.command in {"serve", "demo"}:
-        from kenbun_analytics.web.observability import configure_logging
+        from kenbun_analytics.web.logs import configure_logging
 
         configure_logging()
     else:
@@ -455,6 +450,8 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
         run_demo(args, lambda url: _settings(args, environ, url), serve)
         return 0
+    from kenbun_analytics.local import admin
+
     source = _source(args)
     try:
         if args.command == "migrate":

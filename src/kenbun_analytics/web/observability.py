@@ -1,4 +1,5 @@
-"""Request ids, security headers, JSON logs and Prometheus metrics.
+"""Request ids, security headers, access logs and Prometheus metrics (the JSON
+log format is :mod:`kenbun_analytics.web.logs`).
 
 :func:`observe` wraps the whole ASGI app, outside Litestar's exception
 handling, so every answer (404s, 413s and 429s included) gets an
@@ -11,8 +12,6 @@ itself.
 
 from __future__ import annotations
 
-import contextvars
-import json
 import logging
 import re
 import secrets
@@ -29,59 +28,16 @@ from kenbun_analytics.engine.layout import resident_bytes
 from kenbun_analytics.store import RefreshStatus, SnapshotStore, StoreStatus
 from kenbun_analytics.web.cache import ResultCache
 from kenbun_analytics.web.headers import SECURITY_HEADERS
+from kenbun_analytics.web.logs import JsonFormatter, configure_logging, redact, request_id
 from kenbun_analytics.web.schemas import ErrorBody, json_encoder
 
-REQUEST_ID_HEADER = b"x-request-id"
-request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+__all__ = ["JsonFormatter", "Metrics", "configure_logging", "observe", "redact", "request_id"]
 
+REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
-# Defence in depth: nothing we log should hold a credential, but if a message ever
-# quotes one, the secret part never reaches the log.
-_CREDENTIAL = re.compile(
-    r"kbn_(?:pat|sas)_[0-9A-Za-z]*|(?i:\b(?:bearer|basic)\s+)[^\s\"',;]+", re.ASCII
-)
 
 access_logger = logging.getLogger("kenbun_analytics.access")
 logger = logging.getLogger(__name__)
-
-
-def redact(text: str) -> str:
-    return _CREDENTIAL.sub("[redacted]", text)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line. Exceptions are reduced to their type: no traceback,
-    file path or SQL text reaches a log line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-        }
-        rid = request_id.get()
-        if rid is not None:
-            entry["request_id"] = rid
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["error_type"] = record.exc_info[0].__name__
-        return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stderr for the whole process, uvicorn's own loggers included."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "apscheduler"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 # ----------------------------------------------------------------- metrics --

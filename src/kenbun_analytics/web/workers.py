@@ -42,6 +42,22 @@ DRAIN_SECONDS = 40.0
 than ``serve``'s own graceful shutdown."""
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The public listening socket, bound before any worker starts, so that a port
+    in use stops the start at once (as uvicorn's own binding would)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        raise SystemExit(f"kenbun-analytics: cannot bind {host}:{port}: {error.strerror}") from None
+    listening.listen(2048)
+    listening.set_inheritable(True)
+    return listening
+
+
 def worker_settings(settings: Settings, index: int) -> Settings:
     """Worker ``index``'s settings: its own admin port, the rest shared."""
     admin_port = settings.admin_port + index if settings.admin_port else 0
