@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -232,13 +233,23 @@ def token_for(url: str, unit: str) -> str:
 
 
 def warm(port: int, token: str, times: int = 200) -> None:
-    for _ in range(times):
+    """``times`` answers of the aggregate, each on a new connection (so every worker
+    answers some); a worker still mapping its first versions answers 503 and is
+    asked again."""
+    answered, deadline = 0, time.monotonic() + 120
+    while answered < times:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}{BY_SOURCE}",
             headers={"Authorization": f"Bearer {token}", "Connection": "close"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+            answered += 1
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def rps(port: int, token: str, seconds: int) -> float:
@@ -335,6 +346,7 @@ def main() -> None:
         unit = largest_unit(url)
         say("in process: load, publish, open, latency")
         figures: dict[str, Any] = {"in process": in_process(url, unit, args.rounds, scratch)}
+        say(json.dumps(figures))
         if not args.skip_processes:
             say("processes: readiness, memory, throughput")
             figures["processes"] = processes(url, unit, args.rounds, args.seconds, scratch)
