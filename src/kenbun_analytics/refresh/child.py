@@ -97,7 +97,13 @@ _reader: _Reader | None = None
 
 
 def _load_in_child(
-    options: SourceOptions, unit: str, parts: int, directory: str, then: str | None
+    options: SourceOptions,
+    unit: str,
+    parts: int,
+    directory: str,
+    then: str | None,
+    *,
+    whole: bool = False,
 ) -> None:
     """Load ``unit`` into ``directory``; with ``then``, the org unit the server asks
     for next, which is read while this one builds. The last load closes the reader."""
@@ -121,7 +127,7 @@ def _load_in_child(
         if then is None:
             _reader = None
             reader.close()
-    write_layout(layout, Path(directory))
+    write_layout(layout, Path(directory), whole=whole)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -141,9 +147,13 @@ class ChildLoads:
     """The full loads of one refresh, in one child process started at the first
     load and stopped on leaving the ``with`` block."""
 
-    def __init__(self, options: SourceOptions, parts: int) -> None:
+    def __init__(self, options: SourceOptions, parts: int, *, mapped: bool = False) -> None:
         self._options = options
         self._parts = parts
+        self._mapped = mapped
+        """Map each layout from the files the child wrote rather than reading it into
+        this process's heap: for a refresher that publishes it, and then serves the
+        published version, the layout never needs to be in its heap at all."""
         self._pool: ProcessPoolExecutor | None = None
         self._queued: dict[str, _Queued] = {}
         """Loads submitted ahead of the call that takes them."""
@@ -187,7 +197,8 @@ class ChildLoads:
             except BrokenProcessPool:
                 self._stop()  # the next load starts a new child
                 raise LoadError(unit) from None
-            return read_layout(Path(directory.name))
+            # Mapped files stay readable once the directory is removed on leaving.
+            return read_layout(Path(directory.name), mapped=self._mapped)
 
     def _submit(self, unit: str, then: str | None) -> _Queued:
         if self._pool is None:
@@ -202,6 +213,7 @@ class ChildLoads:
             self._parts,
             directory.name,
             then,
+            whole=self._mapped,
         )
         return future, directory
 

@@ -100,6 +100,15 @@ class Election:
             self.error = None
             return self._held
 
+    def still_held(self) -> bool:
+        """Whether the lock taken at this tick is still held: a round trip on its
+        connection, never an attempt to take it (a refresh that started under a
+        lock since lost must not go on under one taken again)."""
+        with self._lock:
+            if not self._held:
+                return False
+        return self.hold()
+
     def close(self) -> None:
         """Let the lock go (closing its session releases it)."""
         with self._lock:
@@ -131,7 +140,7 @@ class Publishing:
         self._store = store
 
     def _fence(self, unit: str) -> None:
-        if not self._election.hold():
+        if not self._election.still_held():
             raise PublishError(unit, "this process no longer holds the refresher lock")
 
     def publish(

@@ -253,7 +253,8 @@ class Refresher:
         in a child process (:class:`~kenbun_analytics.refresh.child.ChildLoads`), which reads
         and builds the next without waiting, or here on the reader threads."""
         if self._isolated_loads:
-            with ChildLoads(self._source.options, self._load_parts) as child:
+            mapped = self._publisher is not None
+            with ChildLoads(self._source.options, self._load_parts, mapped=mapped) as child:
                 yield child.load
         else:
             yield lambda unit, _: load_unit(self._source, unit, self._load_parts, self._readers)
