@@ -60,6 +60,14 @@ from kenbun_analytics.web.answers import campaigns_body
 
 ANCHOR = date(2026, 6, 30)
 BY_SOURCE = "/analytics/campaigns?group_by=source&start_date=2026-06-01"
+WARM_ROUTES = (
+    BY_SOURCE,
+    "/analytics/campaigns?group_by=campaign",
+    "/analytics/campaigns?group_by=medium",
+    "/analytics/campaigns?group_by=source&start_date=2026-01-01&end_date=2026-03-31",
+)
+"""Answered before memory is measured: the whole range by each key, so that most
+of the snapshot's pages have been read."""
 
 
 def say(text: str) -> None:
@@ -204,9 +212,28 @@ def serving(
         process.wait(60)
 
 
-def memory(process: subprocess.Popen[bytes]) -> dict[str, float]:
-    """Summed PSS and RSS (MB) of the process and its workers; load children and
-    fork servers (idle between full loads) are left out."""
+def mapped_snapshot(pid: int, store: Path | None) -> tuple[int, int]:
+    """RSS and PSS (bytes) of the process's mappings of files under ``store``."""
+    if store is None:
+        return 0, 0
+    rss = pss = 0
+    inside = False
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                inside = len(fields) >= 6 and fields[5].startswith(str(store))
+            elif inside and fields[0] == "Rss:":
+                rss += int(fields[1]) * 1024
+            elif inside and fields[0] == "Pss:":
+                pss += int(fields[1]) * 1024
+    return rss, pss
+
+
+def memory(process: subprocess.Popen[bytes], store: Path | None = None) -> dict[str, float]:
+    """Summed PSS, RSS and anonymous memory (MB) of the process and its workers, and
+    of their mappings of the snapshot directory; the fork servers of full loads
+    (idle between loads) and multiprocessing's resource tracker are left out."""
     root = psutil.Process(process.pid)
     processes = [root] + [
         child
@@ -214,12 +241,23 @@ def memory(process: subprocess.Popen[bytes]) -> dict[str, float]:
         if "forkserver" not in " ".join(child.cmdline())
         and "resource_tracker" not in " ".join(child.cmdline())
     ]
-    pss = rss = 0
+    totals = dict.fromkeys(("pss", "rss", "anonymous", "snapshot_rss", "snapshot_pss"), 0)
     for each in processes:
-        full = each.memory_full_info()
-        pss += full.pss
-        rss += full.rss
-    return {"pss_mb": pss / 1e6, "rss_mb": rss / 1e6, "processes": len(processes)}
+        rollup = {}
+        with open(f"/proc/{each.pid}/smaps_rollup") as lines:
+            for line in lines:
+                fields = line.split()
+                if len(fields) >= 2 and fields[1].isdigit():
+                    rollup[fields[0].rstrip(":")] = int(fields[1]) * 1024
+        totals["pss"] += rollup["Pss"]
+        totals["rss"] += rollup["Rss"]
+        totals["anonymous"] += rollup["Anonymous"]
+        rss, pss = mapped_snapshot(each.pid, store)
+        totals["snapshot_rss"] += rss
+        totals["snapshot_pss"] += pss
+    return {f"{name}_mb": value / 1e6 for name, value in totals.items()} | {
+        "processes": len(processes)
+    }
 
 
 def token_for(url: str, unit: str) -> str:
@@ -239,7 +277,7 @@ def warm(port: int, token: str, times: int = 200) -> None:
     answered, deadline = 0, time.monotonic() + 120
     while answered < times:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{BY_SOURCE}",
+            f"http://127.0.0.1:{port}{WARM_ROUTES[answered % len(WARM_ROUTES)]}",
             headers={"Authorization": f"Bearer {token}", "Connection": "close"},
         )
         try:
@@ -293,7 +331,7 @@ def processes(url: str, unit: str, rounds: int, seconds: int, scratch: Path) -> 
             results[f"ready, --workers {workers}, empty store (s)"] = ready
             time.sleep(2)  # every worker has mapped the version
             warm(port, token)
-            results[f"memory, --workers {workers}"] = memory(process)
+            results[f"memory, --workers {workers}"] = memory(process, store)
             results[f"rps, --workers {workers}"] = statistics.median(
                 rps(port, token, seconds) for _ in range(rounds)
             )
