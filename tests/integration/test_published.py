@@ -262,6 +262,11 @@ def test_an_unwritable_directory_keeps_the_last_good_version_and_backs_off(
     assert refresher.retry_delay(2) > refresher.retry_delay(1)
     health = admin(store_client).get("/healthz").json()
     assert health["store"]["last_error"] == "No space left on device"
+    metrics = admin(store_client).get("/metrics").text
+    assert 'kenbun_store_role{role="refresher"} 1.0' in metrics
+    assert 'kenbun_store_role{role="follower"} 0.0' in metrics
+    assert f'kenbun_snapshot_version{{org_unit="{unit}"}} 1.0' in metrics
+    assert "kenbun_store_error 1.0" in metrics
     assert health["org_units"][0]["version"] == 1
     assert "No space left" in health["org_units"][0]["last_error"]
     pointer = json.loads((store_dir / unit / POINTER).read_text())
