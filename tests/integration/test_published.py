@@ -153,19 +153,24 @@ def test_a_publisher_killed_at_any_moment_leaves_nothing_that_is_read(
     store = PublishedStore(root, grace_seconds=3600)
     expected = body(unit, layout)
     context = multiprocessing.get_context("spawn")
-    for delay in (0.9, 1.0, 1.05, 1.1, 1.2, 1.3, 1.45):
+    published = 0
+    for delay in (0.0, 0.002, 0.005, 0.011, 0.017, 0.03, 0.05):
         child = context.Process(target=_publish_forever, args=(str(root), unit, str(handed)))
         child.start()
+        deadline = time.monotonic() + 60
+        # Killed only once it is publishing: at a different step of a publish each time.
+        while (pointer := store.newest(unit)) is None or pointer.version <= published:
+            assert time.monotonic() < deadline, "the child never published"
+            time.sleep(0.001)
         time.sleep(delay)
         assert child.pid is not None
         os.kill(child.pid, signal.SIGKILL)
         child.join()
         pointer = store.newest(unit)
-        if pointer is not None:
-            assert body(unit, store.open(pointer)) == expected
-    pointer = store.newest(unit)
-    assert pointer is not None, "no publish finished in the time given"
-    assert publish(store, unit, layout) > pointer.version
+        assert pointer is not None
+        assert body(unit, store.open(pointer)) == expected
+        published = pointer.version
+    assert publish(store, unit, layout) > published
 
 
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated", "missing"])
