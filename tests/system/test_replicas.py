@@ -374,7 +374,8 @@ def test_workers_serve_one_port_from_one_published_snapshot(
     database_url: str, tmp_path: Path
 ) -> None:
     """serve --workers 2: two processes on one port, one refresher and one follower,
-    the same answers from either; SIGTERM stops both, leaving no process behind."""
+    the same answers from either; a worker killed is replaced; SIGTERM stops both,
+    leaving no process behind."""
     source = Source(database_url)
     units = seed_world(source, events=20_000, seed=3, anchor=date(2026, 6, 30)).org_unit_ids
     source.close()
@@ -425,6 +426,22 @@ def test_workers_serve_one_port_from_one_published_snapshot(
                     assert response.status_code == 200
                     seen.add((response.headers["etag"], response.content))
             assert len(seen) == 1
+            # A worker killed is started again, on the same admin port.
+            worker_pids = {
+                child.pid
+                for child in psutil.Process(process.pid).children()
+                if "resource_tracker" not in " ".join(child.cmdline())
+            }
+            victim = min(worker_pids)
+            os.kill(victim, signal.SIGKILL)
+            until(
+                lambda: (
+                    all(w.ready() and w.role() for w in workers)
+                    and victim not in {c.pid for c in psutil.Process(process.pid).children()}
+                ),
+                60,
+                "the killed worker replaced",
+            )
             children = psutil.Process(process.pid).children(recursive=True)
             process.send_signal(signal.SIGTERM)
             assert process.wait(60) == 0
