@@ -22,11 +22,12 @@ from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 
 from kenbun_analytics.errors import SettingsError
-from kenbun_analytics.refresh.deployment import Deployment, Election, Publishing
+from kenbun_analytics.refresh.deployment import Deployment, Publishing
 from kenbun_analytics.refresh.published import PublishedStore
 from kenbun_analytics.refresh.refresher import Refresher
 from kenbun_analytics.refresh.schedule import start_scheduler
 from kenbun_analytics.settings import Settings
+from kenbun_analytics.source.lock import Election
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import RefreshStatus, SnapshotStore, StoreStatus
 from kenbun_analytics.web import analytics, health, org_units
