@@ -230,3 +230,19 @@ def test_credentials_lifecycle_through_the_cli(
         run("credentials", "revoke-service-account", client_id)
         assert client.get("/analytics/campaigns", headers=bearer).status_code == 401
         assert client.get("/analytics/campaigns", headers=service).status_code == 401
+
+
+def test_snapshot_dir_and_workers_read_their_variables() -> None:
+    """KENBUN_SNAPSHOT_DIR and KENBUN_WORKERS reach serve's settings; flags win."""
+    environ = {
+        "KENBUN_DATABASE_URL": "postgresql://db",
+        "KENBUN_SNAPSHOT_DIR": "/srv/snapshots",
+        "KENBUN_WORKERS": "3",
+    }
+    settings = serve_settings(build_parser(environ).parse_args(["serve"]), environ)
+    assert (settings.snapshot_dir, settings.workers) == ("/srv/snapshots", 3)
+    flags = ["serve", "--snapshot-dir", "/mnt/other", "--workers", "2"]
+    settings = serve_settings(build_parser(environ).parse_args(flags), environ)
+    assert (settings.snapshot_dir, settings.workers) == ("/mnt/other", 2)
+    defaults = serve_settings(build_parser({}).parse_args(["serve"]), {})
+    assert (defaults.snapshot_dir, defaults.workers) == (None, 1)
