@@ -1020,12 +1020,15 @@ document.addEventListener("DOMContentLoaded", () => {
     render();
   });
   const chart = $("chart");
-  chart.addEventListener("pointermove", (event) => {
-    if (chartView && event.target.closest("svg.trend")) {
-      const at = nearestPoint(event);
-      showPoint(at.lineIndex, at.index);
-    }
-  });
+  // pointerdown too: a tap on a phone moves no pointer before it.
+  for (const type of ["pointermove", "pointerdown"]) {
+    chart.addEventListener(type, (event) => {
+      if (chartView && event.target.closest("svg.trend")) {
+        const at = nearestPoint(event);
+        showPoint(at.lineIndex, at.index);
+      }
+    });
+  }
   chart.addEventListener("pointerleave", () => { if (document.activeElement !== chartView?.chart) hidePoint(); });
   chart.addEventListener("focusin", () => { if (chartView && !chartView.at) showPoint(0, chartView.buckets.length - 1); });
   chart.addEventListener("focusout", hidePoint);
