@@ -858,20 +858,41 @@ async function loadOverview(s, ticket) {
   renderTable(s);
   $("drilldown").hidden = true;
   $("overview").hidden = false;
-  series = null;
+  await loadChart(s, ticket);
+}
+
+async function loadChart(s, ticket) {
+  let answer = null;
   if (charted(s).length) {
     try {
-      const answer = await api(`/analytics/campaigns/timeseries?${timeseriesQuery(s)}`);
-      if (ticket !== renders) return;
-      series = answer.body;
+      answer = await api(`/analytics/campaigns/timeseries?${timeseriesQuery(s)}`);
     } catch (error) {
       if (ticket !== renders) return;
+      series = null;
       renderChart(s);
       $("chart").replaceChildren(cell("p", "muted empty", explain(error)));
       return;
     }
   }
+  if (ticket !== renders) return;
+  series = answer && answer.body;
   renderChart(s);
+}
+
+// The charted values, metric or interval changed: only the chart is fetched again
+// (and the rows' boxes follow), unless the whole view is still loading.
+async function refreshChart() {
+  if (document.body.classList.contains("loading") || state().value !== null) return render();
+  const ticket = ++renders;
+  const s = state();
+  $("interval").value = interval(s);
+  renderTable(s);
+  document.body.classList.add("loading");
+  try {
+    await loadChart(s, ticket);
+  } finally {
+    if (ticket === renders) document.body.classList.remove("loading");
+  }
 }
 
 async function loadDrilldown(s, ticket) {
@@ -979,8 +1000,8 @@ document.addEventListener("DOMContentLoaded", () => {
     $(id).addEventListener("change", (event) => { setState({ [id]: event.target.value }, { push: true }); render(); });
   }
   $("filter").addEventListener("input", (event) => { setState({ q: event.target.value }); renderTable(state()); });
-  $("metric").addEventListener("change", (event) => { setState({ metric: event.target.value }); render(); });
-  $("interval").addEventListener("change", (event) => { setState({ interval: event.target.value }); render(); });
+  $("metric").addEventListener("change", (event) => { setState({ metric: event.target.value }); refreshChart(); });
+  $("interval").addEventListener("change", (event) => { setState({ interval: event.target.value }); refreshChart(); });
   for (const details of document.querySelectorAll("details.facet")) {
     details.querySelector(".facet-find").addEventListener("input", () => renderFacet(state(), details));
     details.querySelector(".chips").addEventListener("click", (event) => {
@@ -1017,7 +1038,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const now = charted(state());
     const next = pick.checked ? [...now, pick.dataset.value] : now.filter((name) => name !== pick.dataset.value);
     setState({ chart: next.slice(0, MAX_CHARTED) });
-    render();
+    refreshChart();
   });
   const chart = $("chart");
   // pointerdown too: a tap on a phone moves no pointer before it.
