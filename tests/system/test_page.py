@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -498,6 +499,14 @@ def test_the_chart_draws_the_api_numbers(page: Page, site: dict[str, Any]) -> No
     expect(tip).to_have_attribute("data-bucket", buckets[-2])
     assert tip.get_attribute("data-value") == expected[top[0]][buckets[-2]]
 
+    # At most 20 lines: with 20 charted, the other rows' boxes are disabled.
+    twenty = urlencode([("chart", row["name"]) for row in rows[:20]])
+    page.goto(site["base"] + f"/campaigns?ou={large}&window=90&tz=UTC&{twenty}")
+    expect(page.locator("#legend li")).to_have_count(20)
+    expect(page.locator("input.chart-pick:checked")).to_have_count(20)
+    expect(page.locator("input.chart-pick:not(:checked):not(:disabled)")).to_have_count(0)
+    assert page.locator("input.chart-pick:disabled").count() == len(rows) - 20
+
 
 def test_filters_and_the_time_zone_round_trip_through_the_url(
     page: Page, site: dict[str, Any]
@@ -547,6 +556,13 @@ def test_filters_and_the_time_zone_round_trip_through_the_url(
         )
         shown = [(row[0].removesuffix("drift").rstrip("\n"), number(row[1])) for row in table(page)]
         assert shown == [(row["name"], row["total_events"]) for row in expected]
+        # Times are the chosen zone's.
+        first = datetime.fromisoformat(expected[0]["first_event_at"]).astimezone(
+            ZoneInfo("America/New_York")
+        )
+        assert table(page)[0][8].replace("\u202f", " ") == (
+            f"{first:%b} {first.day}, {first.year}, {first.hour % 12 or 12}:{first:%M %p}"
+        )
         (total,) = table(page, "#table-totals")
         assert "de-duplicated" in total[0]
         assert [number(cell) for cell in total[1:6]] == [
