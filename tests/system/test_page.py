@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, ViewportSize, expect, sync_playwright
 
 from kenbun_analytics.local import admin
 from kenbun_analytics.local.embedded import free_port
@@ -707,6 +707,37 @@ def test_downloads_are_the_api_csv(page: Page, site: dict[str, Any]) -> None:
         for offset in range(0, BIG_LEADS, 500)
     ]
     assert leads == pages[0] + pages[1][1:] + pages[2][1:]
+    assert len(leads) == 1 + BIG_LEADS
+
+
+def test_a_leads_download_spanning_a_refresh_starts_again(page: Page, site: dict[str, Any]) -> None:
+    """Pages of two snapshots are not one list: when a later page comes from another
+    snapshot, the download starts again from the first page, and the file holds one
+    snapshot's leads."""
+    sign_in(page, site)
+    big = site["big"]
+    asked: list[str] = []
+    moved = {"done": False}
+
+    def a_refresh_between_pages(route: Route) -> None:
+        asked.append(route.request.url)
+        response = route.fetch()
+        headers = dict(response.headers)
+        if "offset=500" in route.request.url and not moved["done"]:
+            moved["done"] = True
+            headers["x-snapshot-at"] = "2000-01-01T00:00:00Z"
+        route.fulfill(response=response, headers=headers)
+
+    page.goto(site["base"] + f"/campaigns?ou={big}&window=all&tz=UTC&value={BIG_CAMPAIGN}")
+    expect(page.locator("#drill-body tr")).to_have_count(500)
+    page.route("**/leads?*format=csv*", a_refresh_between_pages)
+    leads = parsed(download_bytes(page, "#drill-download"))
+    assert moved["done"]
+    assert sum("offset=0" in url for url in asked) == 2
+    exact = api_response(
+        site, f"/analytics/campaigns/{BIG_CAMPAIGN}/leads", big, limit="500", format="csv"
+    ).content
+    assert leads[: 1 + 500] == parsed(exact)
     assert len(leads) == 1 + BIG_LEADS
 
 

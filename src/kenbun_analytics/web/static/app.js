@@ -184,7 +184,7 @@ function explain(error) {
   if (error.status === 401) return "Your token is invalid, expired or revoked. Sign in again with a valid token.";
   if (error.status === 403) return `No access: ${error.message}`;
   if (error.status === 503) return "The service is still loading this org unit's data. Retry in a few seconds.";
-  if (error.status === 400 || error.status === 414) return error.message;
+  if (error.status === 400 || error.status === 409 || error.status === 414) return error.message;
   return `Something went wrong (${error.status}). Retry later.`;
 }
 
@@ -316,21 +316,36 @@ async function csvOf(path) {
   return (await request(path, "text/csv")).text;
 }
 
-// The API gives the leads a page at a time: every page, headers after the first dropped.
+// The API gives the leads a page at a time: every page, headers after the first
+// dropped. Pages of different snapshots would not add up to one list (a refresh
+// can move a lead across a page boundary), so a download whose snapshot changes
+// midway starts again, and gives up with a message rather than a mixed file.
 async function leadsCsv(s) {
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const { text, consistent } = await leadsCsvOnce(s);
+    if (consistent) return text;
+  }
+  throw new ApiError(409, "The data changed during the download three times. Download again.");
+}
+
+async function leadsCsvOnce(s) {
   let text = null;
   let total = Infinity;
+  let snapshot = null;
   for (let offset = 0; offset < total; offset += PAGE) {
     const params = query(s);
     params.set("format", "csv");
     params.set("offset", offset);
     params.set("limit", PAGE);
     const { text: page, response } = await request(leadsUrl(s.value, params), "text/csv");
+    const at = response.headers.get("X-Snapshot-At");
+    if (snapshot === null) snapshot = at;
+    else if (at !== snapshot) return { text, consistent: false };
     text = text === null ? page : text + page.slice(page.indexOf("\r\n") + 2);
     total = Number(response.headers.get("X-Total-Count"));
     if (!Number.isFinite(total)) break;
   }
-  return text;
+  return { text, consistent: true };
 }
 
 // ------------------------------------------------------------------ views --
