@@ -28,6 +28,7 @@ from kenbun_analytics.engine.dashboards import (
     TOTALS,
     event_span,
     lead_page,
+    leading_names,
     timeseries,
     top_names,
     totals,
@@ -588,7 +589,9 @@ def fresh_answers(built: Layout, filters: Filters, start: timedelta | None) -> l
             built, group_by=key, lo=lo, hi=hi, filters=filters
         ).collect()
         answers += [rows.rows(), totals(built, group_by=key, lo=lo, hi=hi, filters=filters).rows()]
-        names = [*top_names(rows), "zz"]
+        leading = leading_names(built, group_by=key, lo=lo, hi=hi, filters=filters)
+        assert leading == top_names(rows)
+        names = [*leading, "zz"]
         answers.append(
             timeseries(
                 built, group_by=key, lo=lo, hi=hi, filters=filters, names=names, edges=edges
@@ -922,7 +925,9 @@ def check_query(world: World, unit: str, built: Layout, query: Query) -> None:
     assert as_rows(got_totals) == [world.reference_totals(unit, key, start, end, query.filters)]
     assert got_totals.item(0, "values") == rows.height
 
-    names = top_names(rows) if query.names is None else query.names
+    leading = leading_names(built, group_by=group_by, lo=lo, hi=hi, filters=filters)
+    assert leading == top_names(rows)
+    names = leading if query.names is None else query.names
     span = event_span(built, group_by=group_by, lo=lo, hi=hi, filters=filters)
     first = start or (span[0] if span else None)
     last = end or (span[1] if span else None)

@@ -20,6 +20,7 @@ import polars as pl
 from kenbun_analytics.engine.codes import names_frame, uuid_text
 from kenbun_analytics.engine.days import CENTS, deal_sums, money_of_cents
 from kenbun_analytics.engine.frames import DAY, MONEY, NO_PREVIOUS, previous_day
+from kenbun_analytics.engine.index import sorted_search
 from kenbun_analytics.engine.layout import Layout
 from kenbun_analytics.engine.previous import account_of, event_day
 from kenbun_analytics.engine.times import Times
@@ -84,13 +85,11 @@ def day_split(times: Times, days: pl.Series, lo: int, hi: int) -> DaySplit:
     start_row = times.search(first_day * DAY, side="left")
     end_row = times.search(end_day * DAY, side="left")
     raw = tuple((a, b) for a, b in ((lo, start_row), (end_row, hi)) if b > a)
+    first_day_row, end_day_row = sorted_search(days, [first_day, end_day])
     return DaySplit(
         raw=raw,
         whole=(start_row, end_row),
-        days=(
-            int(days.search_sorted(first_day, side="left")),
-            int(days.search_sorted(end_day, side="left")),
-        ),
+        days=(first_day_row, end_day_row),
     )
 
 

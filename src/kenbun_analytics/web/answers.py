@@ -176,8 +176,9 @@ def timeseries_body(
     lo, hi = queries.window_rows(layout.times, window.start, window.end)
     starts = _bucket_starts(snapshot, window, (lo, hi), tz, interval)
     if not names:
-        rows, _, _ = _rows(snapshot, window)
-        names = dashboards.top_names(rows)
+        names = dashboards.leading_names(
+            layout, group_by=window.group_by, lo=lo, hi=hi, filters=window.filters
+        )
     series = dashboards.timeseries(
         layout,
         group_by=window.group_by,
