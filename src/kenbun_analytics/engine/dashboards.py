@@ -111,17 +111,20 @@ def campaign_rows(
     dictionary = layout.dictionaries.of(group_by)
     cell = frame.get_column("cell").to_numpy().astype(np.int64)
     metrics = _cell_metrics(layout, frame, cell, cells=dictionary.len())
-    spans = frame.group_by("cell").agg(
-        pl.col("row").min().alias("first"), pl.col("row").max().alias("last")
-    )
-    spans = spans.select(
-        pl.col("cell").cast(pl.Int64),
-        dictionary.gather(spans.get_column("cell")).alias("name"),
-        layout.times.gather(spans.get_column("first")).alias("first_event_at"),
-        layout.times.gather(spans.get_column("last")).alias("last_event_at"),
-    )
+    # Each cell's first and last row, in arrays indexed by cell; the metrics
+    # have a row for each cell with events, ascending.
+    row = frame.get_column("row").to_numpy().astype(np.int64)
+    first = np.full(dictionary.len(), row.size and int(row.max()), dtype=np.int64)
+    last = np.zeros(dictionary.len(), dtype=np.int64)
+    np.minimum.at(first, cell, row)
+    np.maximum.at(last, cell, row)
+    cells = metrics.get_column("cell").to_numpy()
     return (
-        spans.join(metrics, on="cell", how="inner")
+        metrics.with_columns(
+            dictionary.gather(cells).alias("name"),
+            layout.times.gather(pl.Series(first[cells], dtype=ROWS)).alias("first_event_at"),
+            layout.times.gather(pl.Series(last[cells], dtype=ROWS)).alias("last_event_at"),
+        )
         .lazy()
         .select(CAMPAIGN_ROW.names())
         .cast(CAMPAIGN_ROW)

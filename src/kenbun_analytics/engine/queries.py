@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from kenbun_analytics.engine.codes import names_frame, uuid_text
-from kenbun_analytics.engine.days import CENTS, deal_sums, money_of_cents
+from kenbun_analytics.engine.days import CENTS, MONEY_SUMS, deal_sums, money_of_cents
 from kenbun_analytics.engine.frames import DAY, MONEY, NO_PREVIOUS, previous_day
 from kenbun_analytics.engine.index import sorted_search
 from kenbun_analytics.engine.layout import Layout
@@ -38,6 +40,16 @@ CAMPAIGN_ROW = pl.Schema(
         "last_event_at": pl.Datetime("us", "UTC"),
     }
 )
+
+
+SMALL_WINDOW = 1 << 18
+"""A query over fewer rows than this is collected on Polars' in-memory engine,
+whose fixed cost is the smaller; the streaming engine is the faster on more."""
+
+
+def engine(rows: int) -> Literal["in-memory", "streaming"]:
+    """The engine to collect a query over ``rows`` events on."""
+    return "in-memory" if rows < SMALL_WINDOW else "streaming"
 
 
 def window_rows(times: Times, start: datetime | None, end: datetime | None) -> tuple[int, int]:
@@ -209,7 +221,7 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
         pieces += [_sums(raw, group_by), *first_pairs(raw)]
     start, end = split.days
     if end > start:
-        pieces.append(_day_sums(day_rows.lazy().slice(start, end - start), group_by))
+        pieces.append(_day_sums(day_rows.slice(start, end - start), group_by))
     whole_start, whole_end = split.whole
     if whole_end > whole_start and lo > 0:
         whole = events.slice(whole_start, whole_end - whole_start)
@@ -223,22 +235,29 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     zero = pl.lit(0).cast(MONEY)
     # The empty frame first gives every piece every column.
     empty = pl.LazyFrame(schema={group_by: code, **CAMPAIGN_ROW}).drop("name")
-    return (
-        pl.concat([empty, *pieces], how="diagonal")
-        .group_by(group_by)
-        .agg(
-            pl.col("total_events").sum(),
-            pl.col("unique_leads").sum(),
-            pl.col("mql_count").sum(),
-            pl.col("total_points").sum(),
-            pl.col("deals_count").sum(),
-            pl.col("pipeline_value").sum().cast(MONEY),
-            pl.col("closed_won_value").sum().cast(MONEY),
-            pl.col("first_event_at").min(),
-            pl.col("last_event_at").max(),
+    if end > start and len(pieces) == 1:
+        # Whole days alone (the whole range, say): one row per value already,
+        # in the row's types, and no null value among them.
+        sums = pieces[0].with_columns(pl.col(group_by).cast(code))
+    else:
+        sums = (
+            pl.concat([empty, *pieces], how="diagonal")
+            .group_by(group_by)
+            .agg(
+                pl.col("total_events").sum(),
+                pl.col("unique_leads").sum(),
+                pl.col("mql_count").sum(),
+                pl.col("total_points").sum(),
+                pl.col("deals_count").sum(),
+                pl.col("pipeline_value").sum().cast(MONEY),
+                pl.col("closed_won_value").sum().cast(MONEY),
+                pl.col("first_event_at").min(),
+                pl.col("last_event_at").max(),
+            )
+            .filter(pl.col(group_by).is_not_null())
         )
-        .filter(pl.col(group_by).is_not_null())
-        .join(names, on=group_by, how="inner")
+    return (
+        sums.join(names, on=group_by, how="inner")
         .select(
             "name",
             *(pl.col(c).fill_null(0) for c in COUNTS),
@@ -250,10 +269,69 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     )
 
 
-def _day_sums(days: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
+def _day_sums(days: pl.DataFrame, group_by: str) -> pl.LazyFrame:
     """The sums per value of day totals (held narrow, :func:`compact_days`), in
-    the types of :data:`CAMPAIGN_ROW`: each value's sums are widened, not every
-    day's row (cents are summed as 128-bit integers, which no sum outgrows)."""
+    the types of :data:`CAMPAIGN_ROW`.
+
+    The values are dense integer codes, so each column is summed into an array
+    indexed by code with NumPy's unbuffered ``add.at`` (and ``minimum.at``,
+    ``maximum.at`` for the times): a Polars group-by hashes every day row and
+    costs several times more. Sums of Int64 wrap as Polars' do; cents are
+    summed as their high and low 32 bits apart, two Int64 sums that cannot
+    overflow below 2**31 rows, and joined as 128-bit integers.
+    """
+    money = [days.schema[name] for name in MONEY_SUMS]
+    if any(dtype != CENTS for dtype in money) or days.height >= 1 << 31 or _has_nulls(days):
+        return _grouped_day_sums(days.lazy(), group_by)
+    codes = days.get_column(group_by).to_numpy()
+    bound = int(codes.max()) + 1
+    present = np.flatnonzero(np.bincount(codes, minlength=bound))
+
+    def at(ufunc: np.ufunc, name: str, start: int = 0, values: Any = None) -> Any:
+        out = np.full(bound, start, dtype=np.int64)
+        column = days.get_column(name).to_physical().to_numpy() if values is None else values
+        ufunc.at(out, codes, column.astype(np.int64, copy=False))
+        return out[present]
+
+    def cents(name: str) -> pl.Expr:
+        units = days.get_column(name).to_numpy()
+        low = pl.lit(pl.Series(at(np.add, name, values=units & LOW_BITS))).cast(pl.Int128)
+        high = pl.lit(pl.Series(at(np.add, name, values=units >> HALF))).cast(pl.Int128)
+        return money_of_cents(high * pl.lit(1 << HALF, dtype=pl.Int128) + low).alias(name)
+
+    times = pl.Datetime("us", "UTC")
+    return (
+        pl.DataFrame(
+            [
+                pl.Series(group_by, present, dtype=days.schema[group_by]),
+                pl.Series("total_events", at(np.add, "total_events")),
+                pl.Series("unique_leads", at(np.add, "new_leads")),
+                pl.Series("mql_count", at(np.add, "new_mqls")),
+                pl.Series("total_points", at(np.add, "total_points")),
+                pl.Series("deals_count", at(np.add, "deals_count")),
+                pl.Series("first_event_at", at(np.minimum, "first_event_at", EARLIEST)).cast(times),
+                pl.Series("last_event_at", at(np.maximum, "last_event_at", LATEST)).cast(times),
+            ]
+        )
+        .lazy()
+        .with_columns(cents(name) for name in MONEY_SUMS)
+        .select(group_by, *CAMPAIGN_ROW.names()[1:])
+    )
+
+
+HALF = 32
+LOW_BITS = (1 << HALF) - 1
+EARLIEST, LATEST = int(np.iinfo(np.int64).max), int(np.iinfo(np.int64).min)
+"""Where a running minimum and maximum of times start."""
+
+
+def _has_nulls(frame: pl.DataFrame) -> bool:
+    return any(column.null_count() for column in frame.iter_columns())
+
+
+def _grouped_day_sums(days: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
+    """:func:`_day_sums` as a Polars group-by, for day totals whose money is
+    held as decimals (a sum past 64 bits of cents)."""
     schema = days.collect_schema()
 
     def total(name: str) -> pl.Expr:
@@ -324,7 +402,7 @@ def campaign_leads(
             pl.col("occurred_at").min().alias("first_touch_at"),
             pl.col("occurred_at").max().alias("last_touch_at"),
         )
-    ).collect()
+    ).collect(engine=engine(rows.len()))
     if candidates.height > limit:
         threshold = candidates.get_column("first_touch_at").top_k(limit).min()
         candidates = candidates.filter(pl.col("first_touch_at") >= threshold)
