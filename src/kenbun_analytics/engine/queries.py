@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 import polars as pl
 
 from kenbun_analytics.engine.codes import names_frame, uuid_text
-from kenbun_analytics.engine.days import CENTS, MONEY_SUMS, deal_sums, money_of_cents
+from kenbun_analytics.engine.days import deal_sums, value_sums
 from kenbun_analytics.engine.frames import DAY, MONEY, NO_PREVIOUS, previous_day
 from kenbun_analytics.engine.index import sorted_search
 from kenbun_analytics.engine.layout import Layout
@@ -221,7 +220,13 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
         pieces += [_sums(raw, group_by), *first_pairs(raw)]
     start, end = split.days
     if end > start:
-        pieces.append(_day_sums(day_rows.slice(start, end - start), group_by))
+        every_day = (start, end) == (0, day_rows.height)
+        day_sums = (
+            layout.value_sums[group_by]
+            if every_day
+            else value_sums(day_rows.slice(start, end - start), group_by)
+        )
+        pieces.append(day_sums.lazy())
     whole_start, whole_end = split.whole
     if whole_end > whole_start and lo > 0:
         whole = events.slice(whole_start, whole_end - whole_start)
@@ -266,92 +271,6 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
             "last_event_at",
         )
         .sort(["total_events", "name"], descending=[True, False])
-    )
-
-
-def _day_sums(days: pl.DataFrame, group_by: str) -> pl.LazyFrame:
-    """The sums per value of day totals (held narrow, :func:`compact_days`), in
-    the types of :data:`CAMPAIGN_ROW`.
-
-    The values are dense integer codes, so each column is summed into an array
-    indexed by code with NumPy's unbuffered ``add.at`` (and ``minimum.at``,
-    ``maximum.at`` for the times): a Polars group-by hashes every day row and
-    costs several times more. Sums of Int64 wrap as Polars' do; cents are
-    summed as their high and low 32 bits apart, two Int64 sums that cannot
-    overflow below 2**31 rows, and joined as 128-bit integers.
-    """
-    money = [days.schema[name] for name in MONEY_SUMS]
-    if any(dtype != CENTS for dtype in money) or days.height >= 1 << 31 or _has_nulls(days):
-        return _grouped_day_sums(days.lazy(), group_by)
-    codes = days.get_column(group_by).to_numpy()
-    bound = int(codes.max()) + 1
-    present = np.flatnonzero(np.bincount(codes, minlength=bound))
-
-    def at(ufunc: np.ufunc, name: str, start: int = 0, values: Any = None) -> Any:
-        out = np.full(bound, start, dtype=np.int64)
-        column = days.get_column(name).to_physical().to_numpy() if values is None else values
-        ufunc.at(out, codes, column.astype(np.int64, copy=False))
-        return out[present]
-
-    def cents(name: str) -> pl.Expr:
-        units = days.get_column(name).to_numpy()
-        low = pl.lit(pl.Series(at(np.add, name, values=units & LOW_BITS))).cast(pl.Int128)
-        high = pl.lit(pl.Series(at(np.add, name, values=units >> HALF))).cast(pl.Int128)
-        return money_of_cents(high * pl.lit(1 << HALF, dtype=pl.Int128) + low).alias(name)
-
-    times = pl.Datetime("us", "UTC")
-    return (
-        pl.DataFrame(
-            [
-                pl.Series(group_by, present, dtype=days.schema[group_by]),
-                pl.Series("total_events", at(np.add, "total_events")),
-                pl.Series("unique_leads", at(np.add, "new_leads")),
-                pl.Series("mql_count", at(np.add, "new_mqls")),
-                pl.Series("total_points", at(np.add, "total_points")),
-                pl.Series("deals_count", at(np.add, "deals_count")),
-                pl.Series("first_event_at", at(np.minimum, "first_event_at", EARLIEST)).cast(times),
-                pl.Series("last_event_at", at(np.maximum, "last_event_at", LATEST)).cast(times),
-            ]
-        )
-        .lazy()
-        .with_columns(cents(name) for name in MONEY_SUMS)
-        .select(group_by, *CAMPAIGN_ROW.names()[1:])
-    )
-
-
-HALF = 32
-LOW_BITS = (1 << HALF) - 1
-EARLIEST, LATEST = int(np.iinfo(np.int64).max), int(np.iinfo(np.int64).min)
-"""Where a running minimum and maximum of times start."""
-
-
-def _has_nulls(frame: pl.DataFrame) -> bool:
-    return any(column.null_count() for column in frame.iter_columns())
-
-
-def _grouped_day_sums(days: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
-    """:func:`_day_sums` as a Polars group-by, for day totals whose money is
-    held as decimals (a sum past 64 bits of cents)."""
-    schema = days.collect_schema()
-
-    def total(name: str) -> pl.Expr:
-        return pl.col(name).cast(pl.Int64).sum()
-
-    def money(name: str) -> pl.Expr:
-        if schema[name] != CENTS:
-            return pl.col(name).sum().cast(MONEY)
-        return money_of_cents(pl.col(name).cast(pl.Int128).sum()).alias(name)
-
-    return days.group_by(group_by).agg(
-        total("total_events"),
-        total("new_leads").alias("unique_leads"),
-        total("new_mqls").alias("mql_count"),
-        total("total_points"),
-        total("deals_count"),
-        money("pipeline_value"),
-        money("closed_won_value"),
-        pl.col("first_event_at").min(),
-        pl.col("last_event_at").max(),
     )
 
 
@@ -402,7 +321,7 @@ def campaign_leads(
             pl.col("occurred_at").min().alias("first_touch_at"),
             pl.col("occurred_at").max().alias("last_touch_at"),
         )
-    ).collect(engine=engine(rows.len()))
+    ).collect()
     if candidates.height > limit:
         threshold = candidates.get_column("first_touch_at").top_k(limit).min()
         candidates = candidates.filter(pl.col("first_touch_at") >= threshold)
