@@ -51,8 +51,9 @@ def sorted_search(ascending: pl.Series, needles: list[int]) -> list[int]:
     several times over.
     """
     if ascending.n_chunks() != 1:
-        found = ascending.search_sorted(pl.Series(needles, dtype=pl.Int64), side="left")
-        return [int(place) for place in found]
+        # A scalar needle is compared in the column's type; a Series of needles
+        # would have the whole column cast to theirs.
+        return [int(ascending.search_sorted(needle, side="left")) for needle in needles]
     values = ascending.to_numpy()
     # A needle of the column's own type: another type would convert the whole column.
     bounds = np.iinfo(values.dtype)
