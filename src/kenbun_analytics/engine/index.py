@@ -46,9 +46,9 @@ def sorted_search(ascending: pl.Series, needles: list[int]) -> list[int]:
     """Where each of ``needles`` goes among ``ascending`` (an integer column),
     before any equal value: as ``search_sorted`` with side "left" says.
 
-    A column in one chunk is searched in place with NumPy: a Polars search of
-    a few needles costs a fixed tens of microseconds, which a request pays
-    several times over.
+    A column in one chunk is searched in place with NumPy: a Polars search
+    has a fixed cost far above the search itself, and a request makes
+    several.
     """
     if ascending.n_chunks() != 1:
         # A scalar needle is compared in the column's type; a Series of needles
