@@ -139,9 +139,11 @@ def _bucket_starts(
     interval: zones.Interval,
 ) -> list[datetime]:
     lo, hi = rows
-    span = dashboards.event_span(
-        snapshot.layout, group_by=window.group_by, lo=lo, hi=hi, filters=window.filters
-    )
+    span = None
+    if window.start is None or window.end is None:  # a missing bound is an event's time
+        span = dashboards.event_span(
+            snapshot.layout, group_by=window.group_by, lo=lo, hi=hi, filters=window.filters
+        )
     first = window.start or (span[0] if span else None)
     last = window.end or (span[1] if span else None)
     if first is None or last is None:
