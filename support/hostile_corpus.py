@@ -89,8 +89,8 @@ def corpus(reader: dict[str, str], unit: str, client_id: str) -> list[tuple[str,
         )
     cases += [
         (
-            "10 kB query of unknown parameters",
-            get(b"/analytics/campaigns?x=" + b"a" * 10_000, reader),
+            "20 kB query of unknown parameters",
+            get(b"/analytics/campaigns?x=" + b"a" * 20_000, reader),
         ),
         ("10 kB path", get(b"/analytics/campaigns/" + b"a" * 10_000 + b"/leads", reader)),
         (

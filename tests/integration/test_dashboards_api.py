@@ -29,6 +29,7 @@ from kenbun_analytics.engine import queries
 from kenbun_analytics.engine.wire import json_array
 from kenbun_analytics.engine.zones import bucket_label, bucket_starts
 from kenbun_analytics.web import hits
+from kenbun_analytics.web.guard import MAX_QUERY_BYTES
 from kenbun_analytics.web.schemas import CampaignsEnvelope, LeadsEnvelope, json_encoder
 from support.world import LEAD_FIELDS, SERIES_FIELDS, World, from_json, rfc3339
 from tests.conftest import refresh
@@ -641,6 +642,23 @@ def test_too_many_filter_values_or_names_are_400(client: Client, headers: dict[s
         client.get(TIMESERIES, params=[*names[:20], ("name", "")], headers=headers).status_code
         == 200
     )
+
+
+def test_a_dashboards_full_filter_list_fits_the_query_string(
+    client: Client, headers: dict[str, str]
+) -> None:
+    """A hundred long, percent-encoded campaign values (over 6 KiB) are a filter,
+    not a 414: the guard's bound leaves room for the most values a filter takes."""
+    many = [("utm_campaign", f"日本語 quarterly campaign {n:03d}") for n in range(99)]
+    params: Params = [*many, ("utm_campaign", "日本語")]
+    request = client.build_request("GET", AGGREGATE, params=tuple(params))
+    assert 6 * 1024 < len(request.url.query) < MAX_QUERY_BYTES
+    body = get_json(client, AGGREGATE, params, headers)
+    assert [row["name"] for row in body["campaigns"]] == ["日本語"]
+    too_long: Params = [*params, ("utm_source", "x" * MAX_QUERY_BYTES)]
+    response = client.get(AGGREGATE, params=tuple(too_long), headers=headers)
+    assert response.status_code == 414
+    assert "filter values" in response.json()["detail"]
 
 
 def test_link_keeps_the_other_parameters(client: Client, headers: dict[str, str]) -> None:

@@ -28,6 +28,7 @@ from kenbun_analytics.engine.dashboards import (
     TOTALS,
     event_span,
     lead_page,
+    leading_names,
     timeseries,
     top_names,
     totals,
@@ -588,7 +589,9 @@ def fresh_answers(built: Layout, filters: Filters, start: timedelta | None) -> l
             built, group_by=key, lo=lo, hi=hi, filters=filters
         ).collect()
         answers += [rows.rows(), totals(built, group_by=key, lo=lo, hi=hi, filters=filters).rows()]
-        names = [*top_names(rows), "zz"]
+        leading = leading_names(built, group_by=key, lo=lo, hi=hi, filters=filters)
+        assert leading == top_names(rows)
+        names = [*leading, "zz"]
         answers.append(
             timeseries(
                 built, group_by=key, lo=lo, hi=hi, filters=filters, names=names, edges=edges
@@ -922,7 +925,9 @@ def check_query(world: World, unit: str, built: Layout, query: Query) -> None:
     assert as_rows(got_totals) == [world.reference_totals(unit, key, start, end, query.filters)]
     assert got_totals.item(0, "values") == rows.height
 
-    names = top_names(rows) if query.names is None else query.names
+    leading = leading_names(built, group_by=group_by, lo=lo, hi=hi, filters=filters)
+    assert leading == top_names(rows)
+    names = leading if query.names is None else query.names
     span = event_span(built, group_by=group_by, lo=lo, hi=hi, filters=filters)
     first = start or (span[0] if span else None)
     last = end or (span[1] if span else None)
@@ -1028,3 +1033,48 @@ def test_without_filters_the_aggregate_is_todays(world: World, source: Source) -
     assert passing_rows(built, Filters(), lo, hi).to_list() == list(range(lo, hi))
     money = totals(built, group_by="campaign", lo=lo, hi=hi)
     assert money.schema["pipeline_value"] == MONEY
+
+
+def spelled_out(start: datetime, tz_name: str) -> str:
+    """A bucket's label, field by field (what :func:`bucket_label` must say)."""
+    offset = start.utcoffset()
+    assert offset is not None
+    text = (
+        f"{start.year:04d}-{start.month:02d}-{start.day:02d}"
+        f"T{start.hour:02d}:{start.minute:02d}:{start.second:02d}"
+    )
+    if start.microsecond:
+        text += f".{start.microsecond:06d}"
+    if tz_name == "UTC":
+        return text + "Z"
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes, seconds = divmod(int(abs(offset).total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    return text + f"{sign}{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    instant=st.datetimes(
+        datetime(1, 1, 2),  # noqa: DTZ001 - hypothesis bounds are naive; timezones= makes them UTC
+        datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.just(UTC),
+    ),
+    tz=st.sampled_from(
+        [
+            "UTC",
+            "Europe/Amsterdam",
+            "America/New_York",
+            "Asia/Kolkata",
+            "Africa/Monrovia",
+            "Australia/Lord_Howe",
+            "Pacific/Kiritimati",
+            "America/Sao_Paulo",
+            "Europe/Dublin",
+        ]
+    ),
+)
+def test_a_bucket_label_spells_out_every_field(instant: datetime, tz: str) -> None:
+    """Any instant in any zone, local mean time and years before 1000 included."""
+    start = instant.astimezone(ZoneInfo(tz))
+    assert bucket_label(start, tz) == spelled_out(start, tz)

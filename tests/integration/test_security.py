@@ -18,7 +18,7 @@ from uvicorn.server import ServerState
 from kenbun_analytics.store import RefreshStatus, SnapshotStore
 from kenbun_analytics.web import hits
 from kenbun_analytics.web.cache import ResultCache
-from kenbun_analytics.web.guard import MAX_HEAD_BYTES
+from kenbun_analytics.web.guard import MAX_HEAD_BYTES, MAX_QUERY_BYTES
 from kenbun_analytics.web.observability import Metrics, observe
 from kenbun_analytics.web.serving import uvicorn_options
 from support.hostile_corpus import exchange
@@ -185,7 +185,7 @@ def test_every_kind_of_answer_carries_the_security_headers(
         "404": client.get("/nowhere"),
         "405": client.delete("/org-units"),
         "415": client.post("/org-units/active", content=b"{}", headers=reader),
-        "guard 414": client.get("/analytics/campaigns?x=" + "a" * 5000, headers=reader),
+        "guard 414": client.get("/analytics/campaigns?x=" + "a" * MAX_QUERY_BYTES, headers=reader),
         "guard 431": client.get("/analytics/campaigns", headers={"X-Pad": "a" * 17_000}),
         "guard 413": client.post("/org-units/active", content=b"x" * 20_000, headers=reader),
         "admin healthz": admin(client).get("/healthz"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -15,13 +16,16 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, ViewportSize, expect, sync_playwright
 
 from kenbun_analytics.local import admin
 from kenbun_analytics.local.embedded import free_port
@@ -36,6 +40,10 @@ SCREENSHOTS = os.environ.get("KENBUN_SCREENSHOTS_DIR")
 else a temporary directory, so a test run leaves the tree as it was."""
 ODD_VALUES = ('=HYPERLINK("http://x")', "-5% off", "@team", "+plus", ".", "..", "...")
 """Values of an org unit of their own: formulas to a spreadsheet, and dot segments to a URL."""
+BIG_CAMPAIGN = "Big webinar"
+BIG_LEADS = 1100
+"""A campaign of an org unit of its own with more leads than one page of the drilldown (500)."""
+DEAL_AMOUNT = "176393.10"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -67,7 +75,23 @@ def site(server_url: str) -> Iterator[dict[str, Any]]:
             lead = world.lead(odd, score=-5, metadata={"title": "=1+1"})
             world.alias(odd, lead, "phone", "+1 555 0100")
             world.event(odd, lead=lead, campaign=value, occurred_at=yesterday)
-    for unit in [*result.org_unit_ids, odd]:
+        big = world.org_unit("Webinars")
+        account = world.account(big)
+        world.deal(big, account, amount=DEAL_AMOUNT, stage="closed_won")
+        world.sql(
+            "INSERT INTO leads (id, org_unit_id, account_id, score, metadata) "
+            "SELECT gen_random_uuid(), %s, CASE WHEN n <= 10 THEN %s::uuid END, n, "
+            "jsonb_build_object('first_name', 'Lead ' || n) FROM generate_series(1, %s) AS n",
+            (big, account, BIG_LEADS),
+        )
+        world.sql(
+            "INSERT INTO events (org_unit_id, lead_id, event_type, occurred_at, metadata) "
+            "SELECT org_unit_id, id, 'page_view', %s - make_interval(mins => score * 37 %% 4000), "
+            "jsonb_build_object('utm_campaign', %s::text, 'utm_source', 'newsletter', "
+            "'utm_medium', 'email') FROM leads WHERE org_unit_id = %s",
+            (yesterday, BIG_CAMPAIGN, big),
+        )
+    for unit in [*result.org_unit_ids, odd, big]:
         admin.add_membership(source, "page@example.com", unit, "owner")
     token = admin.create_token(source, "page@example.com", "page").secret
     source.close()
@@ -95,7 +119,7 @@ def site(server_url: str) -> Iterator[dict[str, Any]]:
         assert time.monotonic() < deadline, "the service did not become ready"
         time.sleep(0.2)
     try:
-        yield {"base": base, "token": token, "units": result.org_unit_ids, "odd": odd}
+        yield {"base": base, "token": token, "units": result.org_unit_ids, "odd": odd, "big": big}
     finally:
         server.should_exit = True
         thread.join(30)
@@ -127,18 +151,26 @@ def page(browser: Browser) -> Iterator[Page]:
         context.close()
 
 
-def api(site: dict[str, Any], path: str, unit: str, **params: str) -> Any:
+def api_response(
+    site: dict[str, Any], path: str, unit: str, **params: str | list[str]
+) -> httpx.Response:
     response = httpx.get(
         site["base"] + path,
         params=params,
         headers={"Authorization": f"Bearer {site['token']}", "X-Org-Unit-Id": unit},
     )
     assert response.status_code == 200, response.text
-    return response.json()
+    return response
 
 
-def last_days(days: int) -> dict[str, str]:
-    today = datetime.now(UTC).date()
+def api(site: dict[str, Any], path: str, unit: str, **params: str | list[str]) -> Any:
+    """The API's JSON, money as Decimal (its exact text)."""
+    return json.loads(api_response(site, path, unit, **params).text, parse_float=Decimal)
+
+
+def last_days(days: int, tz: str = "UTC") -> dict[str, str]:
+    """The window "last ``days`` days" in ``tz``, as the page asks for it."""
+    today = datetime.now(ZoneInfo(tz)).date()
     return {
         "start_date": (today - timedelta(days=days - 1)).isoformat(),
         "end_date": today.isoformat(),
@@ -316,10 +348,27 @@ def test_formulas_are_plain_text_and_neutralised_in_the_downloads(
     and reaches the CSV with a leading '; numbers stay numbers."""
     open_odd_values(page, site)
     assert sorted(row[0] for row in table(page)) == sorted(ODD_VALUES)
-    assert page.locator("#table-body a").count() == 0
+    formula = ODD_VALUES[0]
+    page.click("details.facet[data-key=utm_campaign] summary")
+    expect(page.locator("details.facet[data-key=utm_campaign] .chip-name")).to_have_count(
+        len(ODD_VALUES)
+    )
+    page.locator("details.facet[data-key=utm_campaign] button.chip", has_text=formula).click()
+    expect(page.locator("#active-filters .chip-name")).to_have_text(f"Campaign: {formula}")
+    expect(page.locator("#table-body tr")).to_have_count(1)
+    expect(page.locator("#legend .legend-name")).to_have_text(formula)
+    page.locator("#chart .point").first.hover()
+    expect(page.locator("#chart-tip .tip-name")).to_have_text(formula)
+    assert page.locator("#overview a").count() == 0
+    assert page.evaluate("document.querySelectorAll('[href], [src], img, iframe').length") == 2
+    page.click("#clear-filters")
+    expect(page.locator("#table-body tr")).to_have_count(len(ODD_VALUES))
     expect(page.locator("#download-note")).to_contain_text("leading '")
-    names = {row["name"] for row in downloaded(page, "#download")}
+    got = download_bytes(page, "#download")
+    names = {row["name"] for row in csv.DictReader(io.StringIO(got.decode(), newline=""))}
     assert names == {'\'=HYPERLINK("http://x")', "'-5% off", "'@team", "'+plus", ".", "..", "..."}
+    exact = api_response(site, "/analytics/campaigns", site["odd"], format="csv").content
+    assert parsed(got) == neutralised(parsed(exact), NUMERIC)
 
     page.click("button.row-link[data-value='=HYPERLINK(\"http://x\")']")
     expect(page.locator("#drill-title")).to_have_text('Leads of "=HYPERLINK(\\"http://x\\")"')
@@ -345,6 +394,351 @@ def test_the_values_dot_and_dot_dot_open_their_drilldown(page: Page, site: dict[
         expect(page.locator("#message")).to_be_hidden()
         page.click("#back")
         expect(page.locator("#overview")).to_be_visible()
+
+
+def points(page: Page) -> dict[str, dict[str, str]]:
+    """The chart's points: per charted name, each bucket's value as the page holds it."""
+    found: list[list[str]] = page.eval_on_selector_all(
+        "#chart .point", "ps => ps.map(p => [p.dataset.name, p.dataset.bucket, p.dataset.value])"
+    )
+    drawn: dict[str, dict[str, str]] = {}
+    for name, bucket, value in found:
+        drawn.setdefault(name, {})[bucket] = value
+    return drawn
+
+
+def series_of(answer: dict[str, Any], metric: str) -> dict[str, dict[str, str]]:
+    return {
+        one["name"]: {
+            bucket: str(value) for bucket, value in zip(answer["buckets"], one[metric], strict=True)
+        }
+        for one in answer["series"]
+    }
+
+
+def query_of(page: Page) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(page.url).query)
+
+
+def test_the_chart_draws_the_api_numbers(page: Page, site: dict[str, Any]) -> None:
+    """The trend chart's points equal the API's time series, for the top 5 by default and
+    for a value whose box is ticked; a point shows its bucket and exact value."""
+    sign_in(page, site)
+    large = site["units"][0]
+    page.goto(site["base"] + f"/campaigns?ou={large}&window=90&metric=total_events&tz=UTC")
+    expect(page.locator("#interval")).to_have_value("week")
+    expect(page.locator("#legend li")).to_have_count(5)
+    rows = api(site, "/analytics/campaigns", large, tz="UTC", **last_days(90))["campaigns"]
+    top = [row["name"] for row in rows[:5]]
+    answer = api(
+        site,
+        "/analytics/campaigns/timeseries",
+        large,
+        name=top,
+        interval="week",
+        tz="UTC",
+        **last_days(90),
+    )
+    assert points(page) == series_of(answer, "total_events")
+
+    sixth = rows[5]["name"]
+    page.locator(f"input.chart-pick[data-value={json.dumps(sixth)}]").check()
+    expect(page.locator("#legend li")).to_have_count(6)
+    assert query_of(page)["chart"] == [*top, sixth]
+    page.select_option("#metric", "pipeline_value")
+    page.select_option("#interval", "day")
+    expect(page).to_have_url(re.compile(r"interval=day"))
+    answer = api(
+        site,
+        "/analytics/campaigns/timeseries",
+        large,
+        name=[*top, sixth],
+        interval="day",
+        tz="UTC",
+        **last_days(90),
+    )
+    page.wait_for_function(
+        "n => document.querySelectorAll('#chart .point').length === n", arg=6 * 90
+    )
+    drawn = points(page)
+    expected = series_of(answer, "pipeline_value")
+    assert {name: {b: Decimal(v) for b, v in d.items()} for name, d in drawn.items()} == {
+        name: {b: Decimal(v) for b, v in d.items()} for name, d in expected.items()
+    }
+
+    # The richest point whose value no other line shares in its bucket (there the
+    # pointer could be nearest to either).
+    richest = max(
+        (
+            (name, bucket)
+            for name, values in expected.items()
+            for bucket, value in values.items()
+            if sum(Decimal(v[bucket]) == Decimal(value) for v in expected.values()) == 1
+        ),
+        key=lambda at: Decimal(expected[at[0]][at[1]]),
+    )
+    point = page.locator(f'#chart .point[data-bucket="{richest[1]}"]').and_(
+        page.locator(f"#chart .point[data-name={json.dumps(richest[0])}]")
+    )
+    # Forced: another line's marker may overlap this one; the chart answers for the
+    # point nearest the pointer, which is this one.
+    point.hover(force=True)
+    tip = page.locator("#chart-tip")
+    expect(tip).to_be_visible()
+    amount = Decimal(expected[richest[0]][richest[1]])
+    expect(tip).to_contain_text(f"pipeline: {amount:,.2f}")
+    day = datetime.fromisoformat(richest[1].replace("Z", "+00:00"))
+    expect(tip).to_contain_text(f"{day:%b} {day.day}, {day.year}")
+    expect(tip.locator(".tip-name")).to_have_text(richest[0])
+
+    # From the keyboard: focus opens the first line's last point; arrows move along it.
+    page.mouse.move(0, 0)
+    page.focus("#chart svg.trend")
+    buckets = answer["buckets"]
+    expect(tip).to_have_attribute("data-bucket", buckets[-1])
+    page.keyboard.press("ArrowLeft")
+    expect(tip).to_have_attribute("data-bucket", buckets[-2])
+    assert tip.get_attribute("data-value") == expected[top[0]][buckets[-2]]
+
+    # At most 20 lines: with 20 charted, the other rows' boxes are disabled.
+    twenty = urlencode([("chart", row["name"]) for row in rows[:20]])
+    page.goto(site["base"] + f"/campaigns?ou={large}&window=90&tz=UTC&{twenty}")
+    expect(page.locator("#legend li")).to_have_count(20)
+    expect(page.locator("input.chart-pick:checked")).to_have_count(20)
+    expect(page.locator("input.chart-pick:not(:checked):not(:disabled)")).to_have_count(0)
+    assert page.locator("input.chart-pick:disabled").count() == len(rows) - 20
+
+
+def test_filters_and_the_time_zone_round_trip_through_the_url(
+    page: Page, site: dict[str, Any]
+) -> None:
+    """Chips filter the table, totals and chart; the filters and the time zone live in
+    the URL and come back on reload."""
+    sign_in(page, site)
+    large = site["units"][0]
+    page.goto(site["base"] + f"/campaigns?ou={large}&window=30")
+    expect(page).to_have_url(re.compile(r"tz=UTC"))  # the browser's zone
+    expect(page.locator("#tz")).to_have_value("UTC")
+    sources = api(site, "/analytics/campaigns", large, group_by="source", **last_days(30))
+    source = sources["campaigns"][1]
+    page.click("details.facet[data-key=utm_source] summary")
+    chip = page.locator(
+        f"details.facet[data-key=utm_source] button.chip[data-value={source['name']!r}]"
+    )
+    expect(chip.locator(".chip-count")).to_have_text(f"{source['total_events']:,}")
+    chip.click()
+    expect(page).to_have_url(re.compile(f"utm_source={source['name']}"))
+    page.click("details.facet[data-key=utm_medium] summary")
+    mediums = api(
+        site,
+        "/analytics/campaigns",
+        large,
+        group_by="medium",
+        utm_source=source["name"],
+        **last_days(30),
+    )["campaigns"]
+    medium = mediums[0]["name"]
+    page.click(f"details.facet[data-key=utm_medium] button.chip[data-value={medium!r}]")
+    expect(page).to_have_url(re.compile(f"utm_medium={medium}"))
+    page.select_option("#tz", "America/New_York")
+    expect(page).to_have_url(re.compile(r"tz=America%2FNew_York"))
+
+    def expect_the_filtered_view() -> tuple[list[dict[str, Any]], dict[str, str]]:
+        asked = {
+            "utm_source": source["name"],
+            "utm_medium": medium,
+            "tz": "America/New_York",
+            **last_days(30, "America/New_York"),
+        }
+        expected = api(site, "/analytics/campaigns", large, **asked)["campaigns"]
+        totals = api(site, "/analytics/campaigns/totals", large, **asked)["totals"]
+        page.wait_for_function(
+            "n => document.querySelectorAll('#table-body tr').length === n", arg=len(expected)
+        )
+        shown = [(row[0].removesuffix("drift").rstrip("\n"), number(row[1])) for row in table(page)]
+        assert shown == [(row["name"], row["total_events"]) for row in expected]
+        # Times are the chosen zone's.
+        first = datetime.fromisoformat(expected[0]["first_event_at"]).astimezone(
+            ZoneInfo("America/New_York")
+        )
+        assert table(page)[0][8].replace("\u202f", " ") == (
+            f"{first:%b} {first.day}, {first.year}, {first.hour % 12 or 12}:{first:%M %p}"
+        )
+        (total,) = table(page, "#table-totals")
+        assert "de-duplicated" in total[0]
+        assert [number(cell) for cell in total[1:6]] == [
+            totals[key]
+            for key in ("total_events", "unique_leads", "mql_count", "total_points", "deals_count")
+        ]
+        assert total[6] == f"{totals['pipeline_value']:,.2f}"
+        active = page.locator("#active-filters button.chip")
+        expect(active).to_have_count(2)
+        expect(active.nth(0)).to_contain_text(f"Source: {source['name']}")
+        expect(active.nth(1)).to_contain_text(f"Medium: {medium}")
+        expect(page.locator("#tz")).to_have_value("America/New_York")
+        expect(page.locator("#legend li")).to_have_count(min(5, len(expected)))
+        return expected, asked
+
+    expect_the_filtered_view()
+    page.reload()
+    expected, asked = expect_the_filtered_view()
+    top = expected[0]["name"]
+    page.click(f"button.row-link[data-value={top!r}]")
+    leads = api(site, f"/analytics/campaigns/{top}/leads", large, **asked)["leads"]
+    expect(page.locator("#drill-note")).to_contain_text(f"{len(leads)} of {len(leads)} leads")
+    assert [row[13] for row in table(page, "#drill-body")] == [lead["lead_id"] for lead in leads]
+    page.go_back()
+    query = query_of(page)
+    assert (query["utm_source"], query["utm_medium"], query["tz"]) == (
+        [source["name"]],
+        [medium],
+        ["America/New_York"],
+    )
+    page.click("#active-filters button.chip >> nth=0")
+    expect(page.locator("#active-filters button.chip")).to_have_count(1)
+    assert "utm_source" not in query_of(page)
+
+
+def test_the_drilldown_loads_every_lead(page: Page, site: dict[str, Any]) -> None:
+    """The drilldown says how many of how many leads it shows and loads the next pages
+    until the last lead; money shows two decimals."""
+    sign_in(page, site)
+    big = site["big"]
+    page.goto(site["base"] + f"/campaigns?ou={big}&window=30")
+    expect(page.locator("#table-body tr")).to_have_count(1)
+    assert table(page)[0][6] == "176,393.10"
+    assert table(page, "#table-totals")[0][6] == "176,393.10"
+    page.click(f"button.row-link[data-value='{BIG_CAMPAIGN}']")
+    expect(page.locator("#drill-note")).to_contain_text(f"500 of {BIG_LEADS:,} leads")
+    expect(page.locator("#drill-body tr")).to_have_count(500)
+    more = page.locator("#load-more")
+    more.click()
+    expect(page.locator("#drill-note")).to_contain_text(f"1,000 of {BIG_LEADS:,} leads")
+    expect(more).to_have_text("Load 100 more leads")
+    more.click()
+    expect(page.locator("#drill-body tr")).to_have_count(BIG_LEADS)
+    expect(more).to_be_hidden()
+    expected = []
+    for offset in range(0, BIG_LEADS, 500):
+        expected += api(
+            site,
+            f"/analytics/campaigns/{BIG_CAMPAIGN}/leads",
+            big,
+            offset=str(offset),
+            **last_days(30),
+        )["leads"]
+    shown = table(page, "#drill-body")
+    assert [row[13] for row in shown] == [lead["lead_id"] for lead in expected]
+    amounts = {row[10] for row in shown}
+    assert amounts == {"176,393.10", "—"}
+
+
+def neutralised(rows: list[list[str]], numeric: set[str]) -> list[list[str]]:
+    """The rows as the page's download writes them: a cell a spreadsheet would run
+    gets a leading ', except a number in a numeric column."""
+    header, *body = rows
+
+    def safe(column: str, cell: str) -> str:
+        if column in numeric and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", cell):
+            return cell
+        return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+    return [header] + [[safe(c, cell) for c, cell in zip(header, row, strict=True)] for row in body]
+
+
+NUMERIC = {"total_events", "unique_leads", "mql_count", "total_points", "deals_count"} | {
+    "pipeline_value",
+    "closed_won_value",
+    "score",
+    "deal_amount",
+    "values",
+}
+
+
+def download_bytes(page: Page, button: str) -> bytes:
+    with page.expect_download() as download:
+        page.click(button)
+    return Path(download.value.path()).read_bytes()
+
+
+def parsed(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline="")))
+
+
+def test_downloads_are_the_api_csv(page: Page, site: dict[str, Any]) -> None:
+    """The page's downloads are the API's CSV for the same filters, time zone and window,
+    every row and every page of leads, byte for byte where nothing needed neutralising."""
+    sign_in(page, site)
+    large = site["units"][0]
+    sources = api(site, "/analytics/campaigns", large, group_by="source")["campaigns"]
+    source = sources[0]["name"]
+    page.goto(site["base"] + f"/campaigns?ou={large}&window=all&tz=Asia/Tokyo&utm_source={source}")
+    expect(page.locator("#active-filters button.chip")).to_have_count(1)
+    asked = {"tz": "Asia/Tokyo", "utm_source": source, "format": "csv"}
+    exact = api_response(site, "/analytics/campaigns", large, **asked).content
+    # No seeded value needs neutralising: the download is the API's CSV byte for byte.
+    assert parsed(exact) == neutralised(parsed(exact), NUMERIC)
+    assert download_bytes(page, "#download") == exact
+    assert len(parsed(exact)) > 10
+
+    expect(page.locator("body.loading")).to_have_count(0)
+    chart = download_bytes(page, "#chart-download")
+    names = page.eval_on_selector_all("#legend li", "items => items.map(i => i.dataset.name)")
+    assert len(names) == 5
+    exact = api_response(
+        site, "/analytics/campaigns/timeseries", large, name=names, interval="month", **asked
+    ).content
+    assert parsed(chart) == neutralised(parsed(exact), NUMERIC)
+
+    big = site["big"]
+    page.goto(site["base"] + f"/campaigns?ou={big}&window=all&tz=UTC&value={BIG_CAMPAIGN}")
+    expect(page.locator("#drill-body tr")).to_have_count(500)
+    leads = parsed(download_bytes(page, "#drill-download"))
+    pages = [
+        parsed(
+            api_response(
+                site,
+                f"/analytics/campaigns/{BIG_CAMPAIGN}/leads",
+                big,
+                offset=str(offset),
+                format="csv",
+            ).content
+        )
+        for offset in range(0, BIG_LEADS, 500)
+    ]
+    assert leads == pages[0] + pages[1][1:] + pages[2][1:]
+    assert len(leads) == 1 + BIG_LEADS
+
+
+def test_a_leads_download_spanning_a_refresh_starts_again(page: Page, site: dict[str, Any]) -> None:
+    """Pages of two snapshots are not one list: when a later page comes from another
+    snapshot, the download starts again from the first page, and the file holds one
+    snapshot's leads."""
+    sign_in(page, site)
+    big = site["big"]
+    asked: list[str] = []
+    moved = {"done": False}
+
+    def a_refresh_between_pages(route: Route) -> None:
+        asked.append(route.request.url)
+        response = route.fetch()
+        headers = dict(response.headers)
+        if "offset=500" in route.request.url and not moved["done"]:
+            moved["done"] = True
+            headers["x-snapshot-at"] = "2000-01-01T00:00:00Z"
+        route.fulfill(response=response, headers=headers)
+
+    page.goto(site["base"] + f"/campaigns?ou={big}&window=all&tz=UTC&value={BIG_CAMPAIGN}")
+    expect(page.locator("#drill-body tr")).to_have_count(500)
+    page.route("**/leads?*format=csv*", a_refresh_between_pages)
+    leads = parsed(download_bytes(page, "#drill-download"))
+    assert moved["done"]
+    assert sum("offset=0" in url for url in asked) == 2
+    exact = api_response(
+        site, f"/analytics/campaigns/{BIG_CAMPAIGN}/leads", big, limit="500", format="csv"
+    ).content
+    assert leads[: 1 + 500] == parsed(exact)
+    assert len(leads) == 1 + BIG_LEADS
 
 
 VIOLATIONS = """
@@ -376,7 +770,14 @@ def test_the_page_runs_under_its_content_security_policy(page: Page, site: dict[
     page.wait_for_timeout(300)
     assert page.evaluate("window.stayed") is True
     page.select_option("#metric", "unique_leads")
-    expect(page.locator(".bar-fill").first).to_be_visible()
+    page.locator("#chart svg.trend").hover()
+    expect(page.locator("#chart-tip")).to_be_visible()
+    page.click("details.facet[data-key=utm_medium] summary")
+    page.click("details.facet[data-key=utm_medium] button.chip >> nth=0")
+    expect(page.locator("#active-filters button.chip")).to_have_count(1)
+    page.locator("input.chart-pick >> nth=-1").check()
+    with page.expect_download():
+        page.click("#download")
     page.click("button.row-link >> nth=0")
     expect(page.locator("#drill-body tr").first).to_be_visible()
     assert page.evaluate("window.violations") == []
@@ -390,7 +791,7 @@ def test_screenshots_at_laptop_and_phone_widths(
     screenshots.mkdir(parents=True, exist_ok=True)
     viewports: tuple[tuple[str, ViewportSize], ...] = (
         ("laptop", {"width": 1280, "height": 900}),
-        ("phone", {"width": 390, "height": 844}),
+        ("phone", {"width": 375, "height": 812}),
     )
     for label, viewport in viewports:
         context = browser.new_context(viewport=viewport, locale="en-US", timezone_id="UTC")
@@ -399,13 +800,33 @@ def test_screenshots_at_laptop_and_phone_widths(
         page.select_option("#org-unit", site["units"][0])
         page.select_option("#window", "90")
         expect(page.locator("#custom-dates")).to_be_hidden()
-        page.wait_for_timeout(300)
+        expect(page.locator("#interval")).to_have_value("week")
+        expect(page.locator("body.loading")).to_have_count(0)
+        expect(page.locator("#legend li")).to_have_count(5)
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 1, f"{label}: the page scrolls sideways by {overflow}px"
+        page.click("details.facet[data-key=utm_medium] summary")
+        page.click("details.facet[data-key=utm_medium] button.chip >> nth=0")
+        page.click("details.facet[data-key=utm_medium] summary")
+        expect(page.locator("#active-filters button.chip")).to_have_count(1)
+        expect(page.locator("body.loading")).to_have_count(0)
+        if label == "phone":  # the filters and the chart, rather than the controls above them
+            page.locator(".filters").evaluate("card => card.scrollIntoView()")
+        page.locator("#chart .point[data-series='0']").nth(-2).hover(force=True)
+        expect(page.locator("#chart-tip")).to_be_visible()
         page.screenshot(path=str(screenshots / f"campaigns-{label}.png"))
         page.click("button.row-link >> nth=0")
         expect(page.locator("#drill-body tr").first).to_be_visible()
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1, f"{label}: the drilldown scrolls sideways by {overflow}px"
+        if label == "phone":
+            # The wide table scrolls inside its card rather than clipping columns.
+            assert page.eval_on_selector(
+                "#drilldown .table-wrap", "w => w.scrollWidth > w.clientWidth"
+            )
         page.screenshot(path=str(screenshots / f"drilldown-{label}.png"))
         context.close()

@@ -4,9 +4,9 @@ writes."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -112,12 +112,8 @@ def test_details_with_appended_chunks_survive_the_load_files(tmp_path: Path) -> 
     extra = pl.DataFrame([{**blank, "title": f"t{i}", "score": i} for i in range(5)], schema=SCHEMA)
     appended = layout.details.appended(extra)
     assert appended.table.column("title").num_chunks == 2
-    write_layout(type(layout)(**{**_fields(layout), "details": appended}), tmp_path)
+    write_layout(dataclasses.replace(layout, details=appended), tmp_path)
     assert read_layout(tmp_path).details.frame().equals(appended.frame())
-
-
-def _fields(layout: object) -> dict[str, Any]:
-    return {name: getattr(layout, name) for name in layout.__slots__}  # type: ignore[attr-defined]
 
 
 def test_money_keeps_its_scale() -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import polars as pl
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,3 +71,11 @@ def test_money_has_its_shortest_exact_spelling() -> None:
 
 def test_empty_frame_is_an_empty_array() -> None:
     assert json_array(pl.DataFrame(schema={"a": pl.String})) == b"[]"
+
+
+@pytest.mark.parametrize("rows", [[], ["x"], ["é", "a\\b", '"']])
+def test_an_array_between_two_texts_is_those_texts_around_it(rows: list[str]) -> None:
+    """The envelope's texts, even non-ASCII ones, go around the array as they are."""
+    frame = pl.DataFrame({"a": rows}, schema={"a": pl.String})
+    between = ('{"name":"Zoë","rows":'.encode(), b"}")
+    assert json_array(frame, between=between) == between[0] + json_array(frame) + between[1]

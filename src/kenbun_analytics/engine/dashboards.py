@@ -111,17 +111,20 @@ def campaign_rows(
     dictionary = layout.dictionaries.of(group_by)
     cell = frame.get_column("cell").to_numpy().astype(np.int64)
     metrics = _cell_metrics(layout, frame, cell, cells=dictionary.len())
-    spans = frame.group_by("cell").agg(
-        pl.col("row").min().alias("first"), pl.col("row").max().alias("last")
-    )
-    spans = spans.select(
-        pl.col("cell").cast(pl.Int64),
-        dictionary.gather(spans.get_column("cell")).alias("name"),
-        layout.times.gather(spans.get_column("first")).alias("first_event_at"),
-        layout.times.gather(spans.get_column("last")).alias("last_event_at"),
-    )
+    # Each cell's first and last row, in arrays indexed by cell; the metrics
+    # have a row for each cell with events, ascending.
+    row = frame.get_column("row").to_numpy().astype(np.int64)
+    first = np.full(dictionary.len(), row.size and int(row.max()), dtype=np.int64)
+    last = np.zeros(dictionary.len(), dtype=np.int64)
+    np.minimum.at(first, cell, row)
+    np.maximum.at(last, cell, row)
+    cells = metrics.get_column("cell").to_numpy()
     return (
-        spans.join(metrics, on="cell", how="inner")
+        metrics.with_columns(
+            dictionary.gather(cells).alias("name"),
+            layout.times.gather(pl.Series(first[cells], dtype=ROWS)).alias("first_event_at"),
+            layout.times.gather(pl.Series(last[cells], dtype=ROWS)).alias("last_event_at"),
+        )
         .lazy()
         .select(CAMPAIGN_ROW.names())
         .cast(CAMPAIGN_ROW)
@@ -191,6 +194,61 @@ def top_names(rows: pl.DataFrame, count: int = SERIES_DEFAULT) -> list[str]:
     first ``count`` rows of the aggregate (:func:`campaign_rows`, collected)
     for the same window, grouping and filters."""
     return rows.get_column("name").head(count).to_list()
+
+
+def leading_names(
+    layout: Layout,
+    *,
+    group_by: str,
+    lo: int,
+    hi: int,
+    filters: Filters = NO_FILTERS,
+    count: int = SERIES_DEFAULT,
+) -> list[str]:
+    """:func:`top_names` of the aggregate for the same arguments, from each
+    value's number of events alone: the aggregate orders its rows by
+    ``total_events``, then name by code point (as Python orders texts), and
+    has a row for each value with events."""
+    events = _value_events(layout, group_by, lo, hi, filters)
+    present = np.flatnonzero(events)
+    if 0 < count < present.size:
+        threshold = np.partition(events[present], present.size - count)[present.size - count]
+        present = present[events[present] >= threshold]  # ties at the threshold stay
+    names = layout.dictionaries.of(group_by).gather(present).to_list()
+    ranked = sorted(zip((-int(n) for n in events[present]), names, strict=True))
+    return [name for _, name in ranked[:count]]
+
+
+def _value_events(layout: Layout, key: str, lo: int, hi: int, filters: Filters) -> Ints:
+    """The number of events in rows [lo, hi) passing ``filters``, per code of
+    ``key``. Without filters, the window's whole UTC days are read from the
+    day totals."""
+    events = np.zeros(layout.dictionaries.of(key).len(), dtype=np.int64)
+
+    def add(codes: pl.Series, weights: pl.Series | None = None) -> None:
+        keyed = codes.is_not_null()
+        codes = codes.filter(keyed)
+        if codes.is_empty():
+            return
+        if weights is None:
+            events[:] += np.bincount(codes.to_numpy(), minlength=events.size)
+            return
+        # Float weights sum exactly: a count of events stays far below 2**53.
+        counts = weights.filter(keyed).to_numpy().astype(np.float64)
+        events[:] += np.rint(np.bincount(codes.to_numpy(), counts, events.size)).astype(np.int64)
+
+    if filters:
+        rows = passing_rows(layout, filters, lo, hi, ordered=False)
+        add(gather_events(layout, [key], rows).to_series())
+        return events
+    days = layout.days[key]
+    split = queries.day_split(layout.times, days.get_column("day"), lo, hi)
+    start, end = split.days
+    whole = days.slice(start, end - start)
+    add(whole.get_column(key), whole.get_column("total_events"))
+    for first, last in split.raw:
+        add(layout.events.get_column(key).slice(first, last - first))
+    return events
 
 
 def event_span(

@@ -25,7 +25,7 @@ once" a sum over the first event of every (value, account) pair.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -37,7 +37,7 @@ from kenbun_analytics.engine.codes import (
     encode,
     narrowed,
 )
-from kenbun_analytics.engine.days import compact_days, day_totals
+from kenbun_analytics.engine.days import compact_days, day_totals, value_sums
 from kenbun_analytics.engine.details import Details
 from kenbun_analytics.engine.frames import BASE_EVENTS, CODE, KEYS, LEAD_COLUMNS, LEAD_FACTS
 from kenbun_analytics.engine.index import ValueIndex, indexed, value_index
@@ -131,6 +131,14 @@ class Layout:
     narrow: :func:`compact_days`)."""
     codes: dict[str, dict[str, int]]
     """Per UTM key, the code of each value."""
+    value_sums: dict[str, pl.DataFrame] = field(init=False, repr=False, compare=False)
+    """Per UTM key, :func:`value_sums` of all its day totals: the whole days of
+    any window that holds every day, the whole range above all, summed once
+    per layout rather than per request (one row per value)."""
+
+    def __post_init__(self) -> None:
+        sums = {key: value_sums(days, key) for key, days in self.days.items()}
+        object.__setattr__(self, "value_sums", sums)
 
     def rows_of(self, key: str, code: int | None, lo: int, hi: int) -> pl.Series:
         """The ascending rows inside [lo, hi) of the events whose ``key`` has
@@ -241,6 +249,7 @@ def resident_bytes(layout: Layout) -> int:
     """The bytes of every frame, index, day total, dictionary and detail of
     ``layout`` (the mappings of values to codes, a few entries per UTM value, aside)."""
     frames = (layout.events, layout.leads, layout.accounts, *layout.days.values())
+    frames += tuple(layout.value_sums.values())
     series = [column for frame in frames for column in frame.iter_columns()]
     series += [part for index in layout.indexes.values() for part in (index.rows, index.offsets)]
     series += [layout.times.offsets, layout.times.buckets, layout.times.starts]

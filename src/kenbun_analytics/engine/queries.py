@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import polars as pl
 
 from kenbun_analytics.engine.codes import names_frame, uuid_text
-from kenbun_analytics.engine.days import CENTS, deal_sums, money_of_cents
+from kenbun_analytics.engine.days import deal_sums, value_sums
 from kenbun_analytics.engine.frames import DAY, MONEY, NO_PREVIOUS, previous_day
+from kenbun_analytics.engine.index import sorted_search
 from kenbun_analytics.engine.layout import Layout
 from kenbun_analytics.engine.previous import account_of, event_day
 from kenbun_analytics.engine.times import Times
@@ -37,6 +39,16 @@ CAMPAIGN_ROW = pl.Schema(
         "last_event_at": pl.Datetime("us", "UTC"),
     }
 )
+
+
+SMALL_WINDOW = 1 << 18
+"""A query over fewer rows than this is collected on Polars' in-memory engine,
+whose fixed cost is the smaller; the streaming engine is the faster on more."""
+
+
+def engine(rows: int) -> Literal["in-memory", "streaming"]:
+    """The engine to collect a query over ``rows`` events on."""
+    return "in-memory" if rows < SMALL_WINDOW else "streaming"
 
 
 def window_rows(times: Times, start: datetime | None, end: datetime | None) -> tuple[int, int]:
@@ -84,13 +96,11 @@ def day_split(times: Times, days: pl.Series, lo: int, hi: int) -> DaySplit:
     start_row = times.search(first_day * DAY, side="left")
     end_row = times.search(end_day * DAY, side="left")
     raw = tuple((a, b) for a, b in ((lo, start_row), (end_row, hi)) if b > a)
+    first_day_row, end_day_row = sorted_search(days, [first_day, end_day])
     return DaySplit(
         raw=raw,
         whole=(start_row, end_row),
-        days=(
-            int(days.search_sorted(first_day, side="left")),
-            int(days.search_sorted(end_day, side="left")),
-        ),
+        days=(first_day_row, end_day_row),
     )
 
 
@@ -210,7 +220,13 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
         pieces += [_sums(raw, group_by), *first_pairs(raw)]
     start, end = split.days
     if end > start:
-        pieces.append(_day_sums(day_rows.lazy().slice(start, end - start), group_by))
+        every_day = (start, end) == (0, day_rows.height)
+        day_sums = (
+            layout.value_sums[group_by]
+            if every_day
+            else value_sums(day_rows.slice(start, end - start), group_by)
+        )
+        pieces.append(day_sums.lazy())
     whole_start, whole_end = split.whole
     if whole_end > whole_start and lo > 0:
         whole = events.slice(whole_start, whole_end - whole_start)
@@ -224,22 +240,29 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
     zero = pl.lit(0).cast(MONEY)
     # The empty frame first gives every piece every column.
     empty = pl.LazyFrame(schema={group_by: code, **CAMPAIGN_ROW}).drop("name")
-    return (
-        pl.concat([empty, *pieces], how="diagonal")
-        .group_by(group_by)
-        .agg(
-            pl.col("total_events").sum(),
-            pl.col("unique_leads").sum(),
-            pl.col("mql_count").sum(),
-            pl.col("total_points").sum(),
-            pl.col("deals_count").sum(),
-            pl.col("pipeline_value").sum().cast(MONEY),
-            pl.col("closed_won_value").sum().cast(MONEY),
-            pl.col("first_event_at").min(),
-            pl.col("last_event_at").max(),
+    if end > start and len(pieces) == 1:
+        # Whole days alone (the whole range, say): one row per value already,
+        # in the row's types, and no null value among them.
+        sums = pieces[0].with_columns(pl.col(group_by).cast(code))
+    else:
+        sums = (
+            pl.concat([empty, *pieces], how="diagonal")
+            .group_by(group_by)
+            .agg(
+                pl.col("total_events").sum(),
+                pl.col("unique_leads").sum(),
+                pl.col("mql_count").sum(),
+                pl.col("total_points").sum(),
+                pl.col("deals_count").sum(),
+                pl.col("pipeline_value").sum().cast(MONEY),
+                pl.col("closed_won_value").sum().cast(MONEY),
+                pl.col("first_event_at").min(),
+                pl.col("last_event_at").max(),
+            )
+            .filter(pl.col(group_by).is_not_null())
         )
-        .filter(pl.col(group_by).is_not_null())
-        .join(names, on=group_by, how="inner")
+    return (
+        sums.join(names, on=group_by, how="inner")
         .select(
             "name",
             *(pl.col(c).fill_null(0) for c in COUNTS),
@@ -248,33 +271,6 @@ def campaign_rows(layout: Layout, *, group_by: str, lo: int, hi: int) -> pl.Lazy
             "last_event_at",
         )
         .sort(["total_events", "name"], descending=[True, False])
-    )
-
-
-def _day_sums(days: pl.LazyFrame, group_by: str) -> pl.LazyFrame:
-    """The sums per value of day totals (held narrow, :func:`compact_days`), in
-    the types of :data:`CAMPAIGN_ROW`: each value's sums are widened, not every
-    day's row (cents are summed as 128-bit integers, which no sum outgrows)."""
-    schema = days.collect_schema()
-
-    def total(name: str) -> pl.Expr:
-        return pl.col(name).cast(pl.Int64).sum()
-
-    def money(name: str) -> pl.Expr:
-        if schema[name] != CENTS:
-            return pl.col(name).sum().cast(MONEY)
-        return money_of_cents(pl.col(name).cast(pl.Int128).sum()).alias(name)
-
-    return days.group_by(group_by).agg(
-        total("total_events"),
-        total("new_leads").alias("unique_leads"),
-        total("new_mqls").alias("mql_count"),
-        total("total_points"),
-        total("deals_count"),
-        money("pipeline_value"),
-        money("closed_won_value"),
-        pl.col("first_event_at").min(),
-        pl.col("last_event_at").max(),
     )
 
 

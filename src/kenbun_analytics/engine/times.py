@@ -77,8 +77,27 @@ class Times:
         return int(self.buckets[bucket]) * BUCKET + int(self.offsets[row])
 
     def search(self, micros: int, side: Literal["left", "right"]) -> int:
-        """Where ``micros`` goes among the times, as ``search_sorted`` on them would say."""
-        return int(self.searches(pl.Series([micros], dtype=pl.Int64), side)[0])
+        """Where ``micros`` goes among the times, as ``search_sorted`` on them would say.
+
+        The bucket is found by one binary search, then the place among that
+        bucket's offsets by another, both in NumPy on the arrays in place (a
+        request makes several of these searches).
+        """
+        high = micros >> SHIFT
+        # The first offset past a target is the first at or past the one after it.
+        low = (micros & (BUCKET - 1)) + (side == "right")
+        buckets, starts = self.buckets.to_numpy(), self.starts.to_numpy()
+        found = int(np.searchsorted(buckets, high, side="left"))
+        if found == len(buckets):
+            return len(self)
+        start = int(starts[found])
+        if int(buckets[found]) != high:
+            return start
+        end = int(starts[found + 1]) if found + 1 < len(starts) else len(self)
+        if low >= BUCKET:
+            return end
+        offsets = self.offsets.to_numpy()[start:end]
+        return start + int(np.searchsorted(offsets, np.uint32(low), side="left"))
 
     def searches(self, micros: pl.Series, side: Literal["left", "right"]) -> npt.NDArray[np.int64]:
         """:meth:`search` for each of ``micros`` (Int64), in one vectorized pass:

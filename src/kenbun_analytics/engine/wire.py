@@ -11,6 +11,8 @@ microseconds only when present.
 
 from __future__ import annotations
 
+import functools
+
 import polars as pl
 
 
@@ -32,14 +34,33 @@ def _json_text(name: str, dtype: pl.DataType) -> pl.Expr:
     return column.cast(pl.String).fill_null("null")
 
 
-def json_array(frame: pl.DataFrame) -> bytes:
-    """The rows of ``frame`` as a JSON array of objects, keys in column order."""
-    if frame.height == 0:
-        return b"[]"
+@functools.lru_cache(maxsize=64)
+def _objects(schema: tuple[tuple[str, pl.DataType], ...]) -> pl.Expr:
+    """The rows of a frame of ``schema`` as JSON objects joined by commas.
+
+    Kept per schema: the answers have a few shapes, and building the
+    expression again would be a fixed cost of every answer, however small.
+    """
     pieces: list[pl.Expr] = []
-    for index, (name, dtype) in enumerate(frame.schema.items()):
+    for index, (name, dtype) in enumerate(schema):
         pieces.append(pl.lit(("{" if index == 0 else ",") + f'"{name}":'))
         pieces.append(_json_text(name, dtype))
     pieces.append(pl.lit("}"))
-    objects = frame.select(pl.concat_str(pieces).str.join(",")).item()
-    return b"[" + str(objects).encode() + b"]"
+    return pl.concat_str(pieces).str.join(",")
+
+
+def json_array(frame: pl.DataFrame, *, between: tuple[bytes, bytes] = (b"", b"")) -> bytes:
+    """The rows of ``frame`` as a JSON array of objects, keys in column order,
+    between the two texts of ``between`` (an envelope's JSON before and after
+    the array), in one piece: an answer of thousands of rows is not copied
+    once for each of its parts."""
+    before, after = between
+    if frame.height == 0:
+        return before + b"[]" + after
+    array = pl.concat_str(
+        pl.lit(before.decode() + "["),
+        _objects(tuple(frame.schema.items())),
+        pl.lit("]" + after.decode()),
+    )
+    body: bytes = frame.select(array.cast(pl.Binary)).item()
+    return body

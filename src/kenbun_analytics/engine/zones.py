@@ -144,16 +144,7 @@ def bucket_label(start: datetime, tz_name: str) -> str:
     offset = start.utcoffset()
     if offset is None:
         raise ValueError("a bucket start is an aware datetime")
-    text = (
-        f"{start.year:04d}-{start.month:02d}-{start.day:02d}"
-        f"T{start.hour:02d}:{start.minute:02d}:{start.second:02d}"
-    )
-    if start.microsecond:
-        text += f".{start.microsecond:06d}"
-    if tz_name == "UTC":
-        return text + "Z"
-    sign = "-" if offset < timedelta(0) else "+"
-    minutes, seconds = divmod(int(abs(offset).total_seconds()), 60)
-    hours, minutes = divmod(minutes, 60)
-    text += f"{sign}{hours:02d}:{minutes:02d}"
-    return text + (f":{seconds:02d}" if seconds else "")
+    # ISO 8601 as Python writes it is that text: four-digit years, microseconds
+    # only when present, the offset as +HH:MM with seconds only when present.
+    text = start.isoformat()
+    return text.removesuffix("+00:00") + "Z" if tz_name == "UTC" else text

@@ -41,6 +41,16 @@ class Window:
     filters: Filters = NO_FILTERS
 
 
+_HOLE = b"\x00"
+"""Where an envelope's rows go: JSON text never holds a raw NUL."""
+
+
+def _around(envelope: CampaignsEnvelope | LeadsEnvelope) -> tuple[bytes, bytes]:
+    """The envelope's JSON before and after its rows (given as :data:`_HOLE`)."""
+    before, after = json_encoder.encode(envelope).split(_HOLE)
+    return before, after
+
+
 def _tabular(frame: pl.DataFrame, fmt: str) -> bytes:
     return csv_text(frame) if fmt == "csv" else arrow_stream(frame)
 
@@ -50,7 +60,7 @@ def _rows(snapshot: Snapshot, window: Window) -> tuple[pl.DataFrame, int, int]:
     lo, hi = queries.window_rows(layout.times, window.start, window.end)
     rows = dashboards.campaign_rows(
         layout, group_by=window.group_by, lo=lo, hi=hi, filters=window.filters
-    ).collect()
+    ).collect(engine=queries.engine(hi - lo))
     return rows, lo, hi
 
 
@@ -67,9 +77,8 @@ def campaigns_body(
     rows, _, _ = _rows(snapshot, Window(group_by, start, end, filters))
     if fmt != "json":
         return _tabular(rows, fmt)
-    return json_encoder.encode(
-        CampaignsEnvelope(group_by=group_by, campaigns=msgspec.Raw(json_array(rows)))
-    )
+    envelope = CampaignsEnvelope(group_by=group_by, campaigns=msgspec.Raw(_HOLE))
+    return json_array(rows, between=_around(envelope))
 
 
 def leads_page(
@@ -96,10 +105,8 @@ def leads_page(
     headers = (("X-Total-Count", str(page.total)),)
     if fmt != "json":
         return Encoded(_tabular(page.leads, fmt), headers)
-    body = json_encoder.encode(
-        LeadsEnvelope(campaign_name=campaign_name, leads=msgspec.Raw(json_array(page.leads)))
-    )
-    return Encoded(body, headers)
+    envelope = LeadsEnvelope(campaign_name=campaign_name, leads=msgspec.Raw(_HOLE))
+    return Encoded(json_array(page.leads, between=_around(envelope)), headers)
 
 
 def leads_body(
@@ -132,9 +139,11 @@ def _bucket_starts(
     interval: zones.Interval,
 ) -> list[datetime]:
     lo, hi = rows
-    span = dashboards.event_span(
-        snapshot.layout, group_by=window.group_by, lo=lo, hi=hi, filters=window.filters
-    )
+    span = None
+    if window.start is None or window.end is None:  # a missing bound is an event's time
+        span = dashboards.event_span(
+            snapshot.layout, group_by=window.group_by, lo=lo, hi=hi, filters=window.filters
+        )
     first = window.start or (span[0] if span else None)
     last = window.end or (span[1] if span else None)
     if first is None or last is None:
@@ -176,8 +185,9 @@ def timeseries_body(
     lo, hi = queries.window_rows(layout.times, window.start, window.end)
     starts = _bucket_starts(snapshot, window, (lo, hi), tz, interval)
     if not names:
-        rows, _, _ = _rows(snapshot, window)
-        names = dashboards.top_names(rows)
+        names = dashboards.leading_names(
+            layout, group_by=window.group_by, lo=lo, hi=hi, filters=window.filters
+        )
     series = dashboards.timeseries(
         layout,
         group_by=window.group_by,

@@ -15,6 +15,7 @@ Both are column-wise, like :mod:`kenbun_analytics.engine.wire`.
 
 from __future__ import annotations
 
+import functools
 import io
 
 import polars as pl
@@ -70,9 +71,20 @@ def csv_text(frame: pl.DataFrame) -> bytes:
     header = ",".join(_csv_header(name) for name in frame.columns) + "\r\n"
     if frame.height == 0:
         return header.encode()
-    cells = [_csv_cell(name, dtype) for name, dtype in frame.schema.items()]
-    lines = frame.select(pl.concat_str(cells, separator=",").str.join("\r\n")).item()
-    return (header + str(lines) + "\r\n").encode()
+    # The whole text in one piece: an answer of thousands of rows is not copied once a part.
+    text = pl.concat_str(
+        pl.lit(header), _csv_lines(tuple(frame.schema.items())), pl.lit("\r\n")
+    ).cast(pl.Binary)
+    body: bytes = frame.select(text).item()
+    return body
+
+
+@functools.lru_cache(maxsize=64)
+def _csv_lines(schema: tuple[tuple[str, pl.DataType], ...]) -> pl.Expr:
+    """The lines of a frame of ``schema``, kept per schema as
+    :mod:`kenbun_analytics.engine.wire` keeps its expressions."""
+    cells = [_csv_cell(name, dtype) for name, dtype in schema]
+    return pl.concat_str(cells, separator=",").str.join("\r\n")
 
 
 def _arrow_type(dtype: pl.DataType) -> pa.DataType:
@@ -90,7 +102,8 @@ def _arrow_type(dtype: pl.DataType) -> pa.DataType:
 def arrow_stream(frame: pl.DataFrame) -> bytes:
     """One Arrow IPC stream of ``frame``: the types of the module's list."""
     schema = pa.schema([(name, _arrow_type(dtype)) for name, dtype in frame.schema.items()])
-    table = frame.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
+    # One record batch, whatever chunks the query left: the same rows give the same bytes.
+    table = frame.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema)
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, schema) as writer:
         writer.write_table(table)
