@@ -129,11 +129,9 @@ def check_http(
         )
     )
     assert series["buckets"] == [bucket_label(s, query.tz) for s in starts]
-    charted = (
-        list(dict.fromkeys(n for n in names if n))
-        if query.names
-        else [row["name"] for row in expected[:10]]
-    )
+    # Empty names are ignored, so names that are all empty chart as no names do.
+    given = list(dict.fromkeys(n for n in names if n))
+    charted = given or [row["name"] for row in expected[:10]]
     assert [s["name"] for s in series["series"]] == charted
     reference = world.reference_timeseries(
         unit, key, start, end, query.filters, query.tz, query.interval
@@ -557,6 +555,8 @@ def test_time_series_buckets_and_errors(client: Client, headers: dict[str, str])
     berlin = get_json(client, TIMESERIES, [("tz", "Europe/Berlin"), ("interval", "month")], headers)
     assert berlin["buckets"] == ["2026-03-01T00:00:00+01:00"]
     assert [s["name"] for s in berlin["series"]] == list(reversed(NAMES))
+    only_empty = [("tz", "Europe/Berlin"), ("interval", "month"), ("name", ""), ("name", "")]
+    assert get_json(client, TIMESERIES, only_empty, headers) == berlin  # as if no names
     empty = get_json(
         client,
         TIMESERIES,
