@@ -127,6 +127,9 @@ def site(server_url: str) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # A page waits on a real server and PostgreSQL: on a loaded two-core machine a
+    # view can take longer than Playwright's 5 s default to settle.
+    expect.set_options(timeout=15_000)
     executable = shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
