@@ -113,29 +113,35 @@ class Replica:
         self.log_file.close()
 
 
+def serve_command(
+    database_url: str, port: int, admin_port: int, store: Path, *more: str
+) -> list[str]:
+    """``serve`` on its own ports, following ``store`` every :data:`INTERVAL` seconds."""
+    return [
+        sys.executable,
+        "-m",
+        "kenbun_analytics.cli",
+        "serve",
+        "--database-url",
+        database_url,
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin_port),
+        "--snapshot-dir",
+        str(store),
+        "--refresh-seconds",
+        str(INTERVAL),
+        *more,
+    ]
+
+
 def start_replica(name: str, database_url: str, store: Path, logs: Path) -> Replica:
     port, admin_port = free_port(), free_port()
     log = logs / f"{name}.log"
     log_file = log.open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kenbun_analytics.cli",
-            "serve",
-            "--database-url",
-            database_url,
-            "--port",
-            str(port),
-            "--admin-port",
-            str(admin_port),
-            "--snapshot-dir",
-            str(store),
-            "--refresh-seconds",
-            str(INTERVAL),
-            "--full-refresh-seconds",
-            "3600",
-        ],
+        serve_command(database_url, port, admin_port, store, "--full-refresh-seconds", "3600"),
         stdout=log_file,
         stderr=subprocess.STDOUT,
         env={**os.environ, "KENBUN_ACCESS_LOG": "off"},
@@ -385,24 +391,7 @@ def test_workers_serve_one_port_from_one_published_snapshot(
     log = tmp_path / "workers.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kenbun_analytics.cli",
-                "serve",
-                "--database-url",
-                database_url,
-                "--port",
-                str(port),
-                "--admin-port",
-                str(admin_port),
-                "--snapshot-dir",
-                str(tmp_path / "store"),
-                "--refresh-seconds",
-                str(INTERVAL),
-                "--workers",
-                "2",
-            ],
+            serve_command(database_url, port, admin_port, tmp_path / "store", "--workers", "2"),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "KENBUN_ACCESS_LOG": "off"},
