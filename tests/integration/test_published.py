@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -27,6 +28,7 @@ from kenbun_analytics.refresh import published as published_module
 from kenbun_analytics.refresh.full import load_unit
 from kenbun_analytics.refresh.handover import read_layout, write_layout
 from kenbun_analytics.refresh.published import POINTER, PublishedStore
+from kenbun_analytics.source.lock import LOCK_KEY
 from kenbun_analytics.source.postgres import Source
 from kenbun_analytics.store import Snapshot
 from kenbun_analytics.web.answers import campaigns_body
@@ -254,6 +256,10 @@ def test_an_unwritable_directory_keeps_the_last_good_version_and_backs_off(
     health = admin(store_client).get("/healthz").json()
     assert health["store"]["role"] == "refresher"
     assert health["org_units"][0]["version"] == 1
+    served = sorted(each["org_unit_id"] for each in health["org_units"])
+    assert (
+        PublishedStore(store_dir, grace_seconds=60).declared() == served
+    )  # followers wait for these
     world.event(unit, campaign="summer", source="google")
 
     def full_disk(*_: Any, **__: Any) -> list[Path]:
@@ -282,3 +288,31 @@ def test_an_unwritable_directory_keeps_the_last_good_version_and_backs_off(
     health = admin(store_client).get("/healthz").json()
     assert health["store"]["last_error"] is None
     assert health["org_units"][0]["version"] == 2
+
+
+def test_a_follower_is_ready_once_every_declared_org_unit_has_a_version(
+    database_url: str, source: Source, tmp_path: Path
+) -> None:
+    """The refresher declares its org units before it loads them: a follower that
+    sees the first one published is not ready until the others are too."""
+    units = seed_world(source, events=3000, seed=1, anchor=date(2026, 6, 30)).org_unit_ids
+    assert len(units) >= 2
+    store = PublishedStore(tmp_path / "store", grace_seconds=3600)
+    store.declare(units)
+    assert store.declared() == sorted(units)
+    with ThreadPoolExecutor(2) as readers:
+        layouts = {unit: load_unit(source, unit, 1, readers) for unit in units}
+    publish(store, units[0], layouts[units[0]])
+    with psycopg.connect(database_url, autocommit=True) as refresher:
+        refresher.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")  # another process refreshes
+        app = make_app(database_url, snapshot_dir=str(store.root))
+        with TestClient(app) as client:
+            tick(client)
+            assert admin(client).get("/healthz").json()["store"]["role"] == "follower"
+            waiting = client.get("/readyz")
+            assert waiting.status_code == 503
+            assert waiting.json()["detail"] == f"not ready: {len(units) - 1} org units loading"
+            for unit in units[1:]:
+                publish(store, unit, layouts[unit])
+            tick(client)
+            assert client.get("/readyz").status_code == 200

@@ -56,6 +56,7 @@ class Publishing:
         self._election = election
         self._status = status
         self._store = store
+        self._declared: list[str] | None = None
 
     def _fence(self, unit: str) -> None:
         if not self._election.still_held():
@@ -101,6 +102,18 @@ class Publishing:
             except OSError as error:
                 self._store_failed(error.strerror or str(error))
                 raise PublishError(unit, error.strerror or str(error)) from None
+
+    def declare(self, units: list[str]) -> None:
+        """Write the org units to the directory when they changed; a failure is
+        reported and left to the next tick (the versions still publish)."""
+        if units == self._declared or not self._election.still_held():
+            return
+        try:
+            self._published.declare(units)
+        except OSError as error:
+            self._store_failed(error.strerror or str(error))
+            return
+        self._declared = list(units)
 
     def _clean(self, unit: str) -> None:
         try:
@@ -205,8 +218,13 @@ class Deployment:
                 logger.error("%s; serving the version held", error)  # noqa: TRY400 - one line
                 continue
             self._store.put(Snapshot(unit, pointer.taken_at, pointer.version, layout))
-        if units and self.status.role == "follower":
-            self._refresh_status.org_unit_ids = units
+        if self.status.role == "follower":
+            # Ready once every declared org unit has a version, not on the first.
+            declared = self._published.declared()
+            if declared is not None:
+                self._refresh_status.org_unit_ids = declared
+            elif units:
+                self._refresh_status.org_unit_ids = units
 
     def _failed(self, reason: str) -> None:
         self.status.last_error = reason

@@ -9,6 +9,9 @@ that every server of a deployment maps (``serve --snapshot-dir``).
                                             the time and change-log position it
                                             is current as of
     ROOT/<org unit>/.publishing-*           a version being written (never read)
+    ROOT/org_units.json                     the org units the refresher serves: a
+                                            follower is ready once each of them
+                                            has a version
 
 Invariants:
 
@@ -57,6 +60,7 @@ from kenbun_analytics.refresh.handover import read_layout, write_layout
 FORMAT_VERSION = 1
 """Of the manifest and the files' layout; a reader refuses any other."""
 POINTER = "newest.json"
+DECLARED = "org_units.json"
 MANIFEST = "manifest.json"
 PUBLISHING = ".publishing-"
 _VERSION = re.compile(r"v([0-9]{20})")
@@ -156,6 +160,22 @@ class PublishedStore:
         if not self.root.is_dir():
             return []
         return sorted(path.parent.name for path in self.root.glob(f"*/{POINTER}"))
+
+    def declare(self, org_unit_ids: list[str]) -> None:
+        """Record the org units the refresher serves, before their first versions
+        are published, so that a follower does not report ready on the first
+        org unit to appear."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_json(self.root, DECLARED, {"org_unit_ids": sorted(org_unit_ids)})
+
+    def declared(self) -> list[str] | None:
+        """The org units last declared; None before any declaration, or when the
+        file cannot be read."""
+        try:
+            data = json.loads((self.root / DECLARED).read_text())
+            return sorted(str(unit) for unit in data["org_unit_ids"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def newest(self, org_unit_id: str) -> Pointer | None:
         """The org unit's pointer; None before its first publish."""

@@ -55,6 +55,9 @@ class Publisher(Protocol):
     def confirm(self, units: set[str], *, taken_at: datetime, position: str) -> None:
         """Nothing changed in ``units``: their versions are current as of ``taken_at``."""
 
+    def declare(self, units: list[str]) -> None:
+        """``units`` are the org units served from now on (before any is loaded)."""
+
 
 class Refresher:
     """Brings ``store`` up to date with ``source``. Two refreshes never overlap."""
@@ -187,6 +190,8 @@ class Refresher:
         self._store.retain(set(units))
         self.status.errors = {u: e for u, e in self.status.errors.items() if u in units}
         self.status.org_unit_ids = units
+        if self._publisher is not None:
+            self._publisher.declare(units)
         now = self._clock()
         previous_xmin = self._xmin
         full = self._last_full is None or now - self._last_full >= self._full_refresh_seconds
