@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks import scale_results
 from benchmarks.scale import database
 from kenbun_analytics.local.embedded import free_port
 
@@ -92,6 +93,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--every", type=float, default=60, help="seconds between kills")
     parser.add_argument("--full-refresh-seconds", type=float, default=600)
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=scale_results.HERE,
+        help="where scale.json and RESULTS.md are written (default: benchmarks/)",
+    )
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     url, server = database(args.data_dir, args.events)
@@ -102,6 +109,14 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         server.stop()
+    figures = {
+        "minutes": args.minutes,
+        "every": args.every,
+        "full refresh seconds": args.full_refresh_seconds,
+        "one replica": single,
+        "churned": churned,
+    }
+    scale_results.record("churn", args.events, figures, args.output_dir)
     print(f"## Full loads in {args.minutes:g} minutes, {args.events:,} events\n")
     print("| deployment | full loads counted in PostgreSQL |\n|---|---|")
     print(f"| one replica | {single} |")

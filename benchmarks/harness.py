@@ -667,6 +667,18 @@ def spread(measured: dict[str, Any]) -> str:
     )
 
 
+def write_markdown(output_dir: Path) -> None:
+    """RESULTS.md from ``results.json`` and, where present, ``scale.json``
+    (:mod:`benchmarks.scale_results`)."""
+    from benchmarks.scale_results import SCALE_JSON, section
+
+    store, scale = output_dir / "results.json", output_dir / SCALE_JSON.name
+    text = markdown(json.loads(store.read_text())) if store.exists() else "# Benchmark results\n"
+    if scale.exists():
+        text = text.rstrip("\n") + "\n\n" + "\n".join(section(json.loads(scale.read_text())))
+    (output_dir / "RESULTS.md").write_text(text.rstrip("\n") + "\n")
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Benchmark results",
@@ -754,7 +766,7 @@ def main() -> None:
     results = json.loads(store.read_text()) if store.exists() else {}
     results[str(args.events)] = result
     store.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (args.output_dir / "RESULTS.md").write_text(markdown(results))
+    write_markdown(args.output_dir)
     print(markdown({str(args.events): result}))
 
 

@@ -16,11 +16,17 @@ Measured, each a median over ``--rounds``:
 * a follower's poll of the pointers when nothing changed;
 * readiness: ``serve`` from process start to ``/readyz`` 200, alone (a full
   load) and as a new replica beside a refresher that has published;
-* memory: the summed PSS and RSS of every ``serve`` process (the supervisor and
-  its workers) with ``--workers 1`` and ``--workers 2``, and without a snapshot
-  directory, after the same requests; the snapshot's bytes on disk;
+* memory: the summed PSS and RSS of every process of the service (the
+  supervisor, its workers, the fork server of full loads) with ``--workers 1``
+  and ``--workers 2``, and without a snapshot directory, at rest after the same
+  requests; the snapshot's bytes on disk; the PSS target read two ways
+  (:func:`pss_target`);
 * throughput: the cached aggregate by source with ``wrk -t2 -c32`` against
-  ``--workers 1`` and ``--workers 2`` (where wrk is installed).
+  ``--workers 1`` and ``--workers 2`` (where wrk is installed);
+* takeover: two replicas on one directory; the refresher is SIGKILLed and an
+  event inserted at once; seconds until the survivor has published a version
+  with it (the target: two refresh intervals). A new replica replaces the
+  killed one before the next round.
 
 Prints a Markdown table; ``--json`` writes the figures too.
 """
@@ -32,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +48,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +56,7 @@ from typing import Any
 import psutil
 import psycopg
 
+from benchmarks import scale_results
 from kenbun_analytics.local import admin
 from kenbun_analytics.local.embedded import EmbeddedPostgres, free_port
 from kenbun_analytics.local.seed import seed_world
@@ -68,6 +76,15 @@ WARM_ROUTES = (
 )
 """Answered before memory is measured: the whole range by each key, so that most
 of the snapshot's pages have been read."""
+
+
+REFRESH_SECONDS = 5.0
+"""The refresh interval of every ``serve`` started here."""
+SETTLE_SECONDS = 3.0
+"""Between the last request and a memory reading: Polars' allocator returns
+freed pages to the system on a background thread 0.5 s (dirty) plus 1 s (lazily
+freed) after they are freed, so the reading is of what a process holds at rest,
+not of the last answer's temporaries."""
 
 
 def say(text: str) -> None:
@@ -189,7 +206,7 @@ def serving(
             "--admin-port",
             str(admin_port),
             "--refresh-seconds",
-            "5",
+            str(REFRESH_SECONDS),
             *extra,
         ],
         stdout=output,
@@ -231,17 +248,15 @@ def mapped_snapshot(pid: int, store: Path | None) -> tuple[int, int]:
 
 
 def memory(process: subprocess.Popen[bytes], store: Path | None = None) -> dict[str, float]:
-    """Summed PSS, RSS and anonymous memory (MB) of the process and its workers, and
-    of their mappings of the snapshot directory; the fork servers of full loads
-    (idle between loads) and multiprocessing's resource tracker are left out."""
+    """Summed PSS, RSS and anonymous memory (MB) of every process of the service
+    (the ``serve`` process, its workers, the refresher's fork server of full
+    loads, multiprocessing's resource tracker), of their mappings of the snapshot
+    directory, and of the fork server alone (idle between full loads)."""
     root = psutil.Process(process.pid)
-    processes = [root] + [
-        child
-        for child in root.children()
-        if "forkserver" not in " ".join(child.cmdline())
-        and "resource_tracker" not in " ".join(child.cmdline())
-    ]
-    totals = dict.fromkeys(("pss", "rss", "anonymous", "snapshot_rss", "snapshot_pss"), 0)
+    processes = [root, *root.children(recursive=True)]
+    totals = dict.fromkeys(
+        ("pss", "rss", "anonymous", "snapshot_rss", "snapshot_pss", "fork_server_pss"), 0
+    )
     for each in processes:
         rollup = {}
         with open(f"/proc/{each.pid}/smaps_rollup") as lines:
@@ -252,11 +267,32 @@ def memory(process: subprocess.Popen[bytes], store: Path | None = None) -> dict[
         totals["pss"] += rollup["Pss"]
         totals["rss"] += rollup["Rss"]
         totals["anonymous"] += rollup["Anonymous"]
+        if "forkserver" in " ".join(each.cmdline()):
+            totals["fork_server_pss"] += rollup["Pss"]
         rss, pss = mapped_snapshot(each.pid, store)
         totals["snapshot_rss"] += rss
         totals["snapshot_pss"] += pss
     return {f"{name}_mb": value / 1e6 for name, value in totals.items()} | {
         "processes": len(processes)
+    }
+
+
+def pss_target(results: dict[str, Any], version_bytes: int) -> dict[str, Any]:
+    """PSS(2) <= 2 x PSS(1) - snapshot, read two ways: PSS(1) as one process of
+    this build serving the mapped directory, less the snapshot pages it had
+    resident; and PSS(1) as the process without a directory (the snapshot in its
+    heap), less the version's bytes."""
+    two = results["memory, --workers 2"]["pss_mb"]
+    one = results["memory, --workers 1"]
+    heap = results["memory, no snapshot directory"]["pss_mb"]
+    mapped_limit = 2 * one["pss_mb"] - one["snapshot_pss_mb"]
+    heap_limit = 2 * heap - version_bytes / 1e6
+    return {
+        "PSS(2) MB": two,
+        "limit, PSS(1) mapped (MB)": mapped_limit,
+        "met, PSS(1) mapped": two <= mapped_limit,
+        "limit, PSS(1) without a directory (MB)": heap_limit,
+        "met, PSS(1) without a directory": two <= heap_limit,
     }
 
 
@@ -312,6 +348,56 @@ def rps(port: int, token: str, seconds: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def insert_event(url: str, unit: str) -> int:
+    """One more event in ``unit``, a copy of its newest under a new id; that id."""
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
+            "INSERT INTO events (org_unit_id, lead_id, event_type, occurred_at, metadata)"
+            " SELECT org_unit_id, lead_id, event_type, occurred_at, metadata FROM events"
+            " WHERE org_unit_id = %s ORDER BY id DESC LIMIT 1 RETURNING id",
+            (unit,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def takeover(url: str, unit: str, rounds: int, scratch: Path, log: Path) -> list[float]:
+    """Seconds from SIGKILL of the refresher to the survivor's next version of
+    ``unit``, once per round."""
+    store = scratch / "takeover"
+    shutil.rmtree(store, ignore_errors=True)
+    pointer = store / unit / "newest.json"
+
+    def newest() -> tuple[int, str]:
+        version = json.loads(pointer.read_text())["version"]
+        manifest = json.loads((store / unit / f"v{version:020d}" / "manifest.json").read_text())
+        return version, str(manifest["publisher"]).rsplit(":", 1)[1]
+
+    samples: list[float] = []
+    inserted: list[int] = []
+    with ExitStack() as replicas:
+        alive = [replicas.enter_context(serving(url, "--snapshot-dir", str(store), log=log))[0]]
+        for _ in range(rounds):
+            alive.append(
+                replicas.enter_context(serving(url, "--snapshot-dir", str(store), log=log))[0]
+            )
+            version, publisher = newest()
+            refresher = next(p for p in alive if str(p.pid) == publisher)
+            refresher.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            refresher.wait()
+            alive.remove(refresher)
+            inserted.append(insert_event(url, unit))
+            while newest()[0] == version:
+                assert time.monotonic() - killed < 120, "no replica took over"
+                time.sleep(0.01)
+            samples.append(time.monotonic() - killed)
+            assert newest()[1] == str(alive[0].pid)
+    with psycopg.connect(url) as connection:
+        connection.execute("DELETE FROM events WHERE id = ANY(%s)", (inserted,))
+    return samples
+
+
 def processes(url: str, unit: str, rounds: int, seconds: int, scratch: Path) -> dict[str, Any]:
     token = token_for(url, unit)
     log = scratch / "serve.log"
@@ -319,10 +405,12 @@ def processes(url: str, unit: str, rounds: int, seconds: int, scratch: Path) -> 
     with serving(url, log=log) as (process, port, ready):
         results["ready, full load (s)"] = ready
         warm(port, token)
+        time.sleep(SETTLE_SECONDS)
         results["memory, no snapshot directory"] = memory(process)
     store = scratch / "served"
     for workers in (1, 2):
         shutil.rmtree(store, ignore_errors=True)
+        assert not store.exists(), f"{store} could not be emptied"
         with serving(url, "--snapshot-dir", str(store), "--workers", str(workers), log=log) as (
             process,
             port,
@@ -331,6 +419,7 @@ def processes(url: str, unit: str, rounds: int, seconds: int, scratch: Path) -> 
             results[f"ready, --workers {workers}, empty store (s)"] = ready
             time.sleep(2)  # every worker has mapped the version
             warm(port, token)
+            time.sleep(SETTLE_SECONDS)
             results[f"memory, --workers {workers}"] = memory(process, store)
             results[f"rps, --workers {workers}"] = statistics.median(
                 rps(port, token, seconds) for _ in range(rounds)
@@ -347,6 +436,14 @@ def processes(url: str, unit: str, rounds: int, seconds: int, scratch: Path) -> 
         version = json.loads(pointer.read_text())["version"]
         held += sum(path.stat().st_size for path in (pointer.parent / f"v{version:020d}").iterdir())
     results["snapshot bytes on disk, newest versions"] = held
+    results["PSS target"] = pss_target(results, held)
+    shutil.rmtree(store, ignore_errors=True)
+    samples = takeover(url, unit, rounds, scratch, log)
+    results["takeover after SIGKILL of the refresher (s)"] = {
+        "median": statistics.median(samples),
+        "max": max(samples),
+        "refresh interval": REFRESH_SECONDS,
+    }
     return results
 
 
@@ -357,6 +454,8 @@ def markdown(events: int, figures: dict[str, Any]) -> str:
         if isinstance(value, dict):
             for key, inner in value.items():
                 rows(f"{prefix}{key}, " if prefix else f"{key}, ", inner)
+        elif isinstance(value, bool):
+            lines.append(f"| {prefix.rstrip(', ')} | {'yes' if value else 'no'} |")
         elif isinstance(value, float):
             lines.append(f"| {prefix.rstrip(', ')} | {value:,.3f} |")
         else:
@@ -376,7 +475,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per round")
     parser.add_argument("--skip-processes", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=scale_results.HERE,
+        help="where scale.json and RESULTS.md are written (default: benchmarks/)",
+    )
     args = parser.parse_args()
+    args.data_dir = args.data_dir.resolve()  # the mappings in /proc/<pid>/smaps are absolute
     args.data_dir.mkdir(parents=True, exist_ok=True)
     url, server = database(args.data_dir, args.events)
     scratch = Path(tempfile.mkdtemp(prefix="kenbun-scale-", dir=args.data_dir))
@@ -392,6 +498,8 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
         server.stop()
     print(markdown(args.events, figures))
+    if not args.skip_processes:
+        scale_results.record("scale", args.events, figures, args.output_dir)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
