@@ -294,7 +294,8 @@ def test_a_follower_is_ready_once_every_declared_org_unit_has_a_version(
     database_url: str, source: Source, tmp_path: Path
 ) -> None:
     """The refresher declares its org units before it loads them: a follower that
-    sees the first one published is not ready until the others are too."""
+    sees the first one published is not ready until the others are too, and lets
+    go of one the refresher no longer declares."""
     units = seed_world(source, events=3000, seed=1, anchor=date(2026, 6, 30)).org_unit_ids
     assert len(units) >= 2
     store = PublishedStore(tmp_path / "store", grace_seconds=3600)
@@ -315,4 +316,13 @@ def test_a_follower_is_ready_once_every_declared_org_unit_has_a_version(
             for unit in units[1:]:
                 publish(store, unit, layouts[unit])
             tick(client)
+            assert client.get("/readyz").status_code == 200
+            health = admin(client).get("/healthz").json()
+            assert sorted(each["org_unit_id"] for each in health["org_units"]) == sorted(units)
+
+            store.declare(units[:-1])  # the last org unit was deleted in PostgreSQL
+            tick(client)
+            health = admin(client).get("/healthz").json()
+            assert sorted(each["org_unit_id"] for each in health["org_units"]) == sorted(units[:-1])
+            assert client.app.state.operations.store.find(units[-1]) is None  # let go
             assert client.get("/readyz").status_code == 200

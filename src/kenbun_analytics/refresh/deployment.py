@@ -193,9 +193,15 @@ class Deployment:
             return None
 
     def follow(self) -> None:
-        """Map the newest version of each org unit, where it is not the one held;
-        a version that does not match its manifest is refused once and skipped."""
+        """Map the newest version of each org unit the refresher declared, where it
+        is not the one held, and let go of any it no longer declares; a version
+        that does not match its manifest is refused once and skipped."""
         units = self._published.units()
+        declared = self._published.declared()
+        if declared is not None:
+            units = [unit for unit in units if unit in set(declared)]
+            if self.status.role == "follower":
+                self._store.retain(set(declared))
         for unit in units:
             pointer = self._newest(unit)
             if pointer is None:
@@ -220,7 +226,6 @@ class Deployment:
             self._store.put(Snapshot(unit, pointer.taken_at, pointer.version, layout))
         if self.status.role == "follower":
             # Ready once every declared org unit has a version, not on the first.
-            declared = self._published.declared()
             if declared is not None:
                 self._refresh_status.org_unit_ids = declared
             elif units:
