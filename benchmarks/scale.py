@@ -375,26 +375,28 @@ def takeover(url: str, unit: str, rounds: int, scratch: Path, log: Path) -> list
 
     samples: list[float] = []
     inserted: list[int] = []
-    with ExitStack() as replicas:
-        alive = [replicas.enter_context(serving(url, "--snapshot-dir", str(store), log=log))[0]]
-        for _ in range(rounds):
-            alive.append(
-                replicas.enter_context(serving(url, "--snapshot-dir", str(store), log=log))[0]
-            )
-            version, publisher = newest()
-            refresher = next(p for p in alive if str(p.pid) == publisher)
-            refresher.send_signal(signal.SIGKILL)
-            killed = time.monotonic()
-            refresher.wait()
-            alive.remove(refresher)
-            inserted.append(insert_event(url, unit))
-            while newest()[0] == version:
-                assert time.monotonic() - killed < 120, "no replica took over"
-                time.sleep(0.01)
-            samples.append(time.monotonic() - killed)
-            assert newest()[1] == str(alive[0].pid)
-    with psycopg.connect(url) as connection:
-        connection.execute("DELETE FROM events WHERE id = ANY(%s)", (inserted,))
+    try:
+        with ExitStack() as replicas:
+            alive = [replicas.enter_context(serving(url, "--snapshot-dir", str(store), log=log))[0]]
+            for _ in range(rounds):
+                alive.append(
+                    replicas.enter_context(serving(url, "--snapshot-dir", str(store), log=log))[0]
+                )
+                version, publisher = newest()
+                refresher = next(p for p in alive if str(p.pid) == publisher)
+                refresher.send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+                refresher.wait()
+                alive.remove(refresher)
+                inserted.append(insert_event(url, unit))
+                while newest()[0] == version:
+                    assert time.monotonic() - killed < 120, "no replica took over"
+                    time.sleep(0.01)
+                samples.append(time.monotonic() - killed)
+                assert newest()[1] == str(alive[0].pid)
+    finally:
+        with psycopg.connect(url) as connection:
+            connection.execute("DELETE FROM events WHERE id = ANY(%s)", (inserted,))
     return samples
 
 

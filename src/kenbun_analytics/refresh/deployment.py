@@ -56,7 +56,6 @@ class Publishing:
         self._election = election
         self._status = status
         self._store = store
-        self._declared: list[str] | None = None
 
     def _fence(self, unit: str) -> None:
         if not self._election.still_held():
@@ -104,16 +103,15 @@ class Publishing:
                 raise PublishError(unit, error.strerror or str(error)) from None
 
     def declare(self, units: list[str]) -> None:
-        """Write the org units to the directory when they changed; a failure is
-        reported and left to the next tick (the versions still publish)."""
-        if units == self._declared or not self._election.still_held():
+        """Write the org units to the directory when they differ from what it
+        holds (whoever wrote it); a failure is reported and left to the next tick
+        (the versions still publish)."""
+        if sorted(units) == self._published.declared() or not self._election.still_held():
             return
         try:
             self._published.declare(units)
         except OSError as error:
             self._store_failed(error.strerror or str(error))
-            return
-        self._declared = list(units)
 
     def _clean(self, unit: str) -> None:
         try:
@@ -199,9 +197,10 @@ class Deployment:
         units = self._published.units()
         declared = self._published.declared()
         if declared is not None:
-            units = [unit for unit in units if unit in set(declared)]
+            kept = set(declared)
+            units = [unit for unit in units if unit in kept]
             if self.status.role == "follower":
-                self._store.retain(set(declared))
+                self._store.retain(kept)
         for unit in units:
             pointer = self._newest(unit)
             if pointer is None:
