@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from kenbun_analytics.engine.layout import Layout
 from kenbun_analytics.errors import NotReady
@@ -95,6 +95,23 @@ class RefreshStatus:
     """Failed refreshes per org unit since start ("*": the refresh as a whole)."""
     unit_seconds: dict[str, float] = field(default_factory=dict)
     """Duration of each org unit's last load or update."""
+    ready_at: datetime | None = None
+    """When every listed org unit first had a snapshot (see :meth:`loading`)."""
+
+    def loading(self, store: SnapshotStore) -> list[str]:
+        """The listed org units that have no snapshot yet and hold readiness back.
+
+        A process becomes ready once every org unit of its listing has a snapshot,
+        and stays ready after that: an org unit created later loads while the
+        others are served (its own requests answer 503 until it has one), rather
+        than taking every process out of its load balancer at once.
+        """
+        if self.org_unit_ids is None:
+            return []
+        missing = [unit for unit in self.org_unit_ids if store.find(unit) is None]
+        if not missing and self.ready_at is None:
+            self.ready_at = datetime.now(UTC)
+        return [] if self.ready_at is not None else missing
 
 
 @dataclass

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
@@ -221,6 +222,40 @@ def test_superseded_versions_go_after_the_grace_period_keeping_the_last_two(
     ]
 
 
+def test_org_units_left_out_of_the_declaration_go_after_the_grace_period(
+    seeded: tuple[str, Layout], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deleted org unit's directory and a failed declaration's temporary file
+    go once the grace period has passed; the declared org units, and anything
+    on the volume that is not a snapshot, stay."""
+    unit, layout = seeded
+    deleted = str(uuid.uuid4())
+    now = [time.time()]
+    store = PublishedStore(tmp_path, grace_seconds=60, clock=lambda: now[0])
+    publish(store, unit, layout)
+    publish(store, deleted, layout)
+    (tmp_path / "lost+found").mkdir()
+
+    def full_disk(*_: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", full_disk)
+        with pytest.raises(OSError, match="No space"):
+            store.declare([unit])
+    assert not list(tmp_path.glob(".publishing-*")), "a failed declaration left its file"
+    stray = tmp_path / ".publishing-abandoned.json"  # as a publisher killed mid-write leaves
+    stray.write_text("{}")
+    store.declare([unit])
+    assert store.sweep([unit]) == []
+    now[0] += 61
+    assert store.sweep([unit]) == [deleted]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["lost+found", "org_units.json", unit]
+    )
+    assert store.newest(unit) is not None
+
+
 @pytest.fixture
 def unit(world: World) -> str:
     unit = world.org_unit("Acme")
@@ -290,6 +325,30 @@ def test_an_unwritable_directory_keeps_the_last_good_version_and_backs_off(
     assert health["org_units"][0]["version"] == 2
 
 
+def test_a_takeover_resumes_from_the_declared_org_units_only(
+    store_client: TestClient[Litestar], world: World, unit: str, tmp_path: Path
+) -> None:
+    """The directory of an org unit deleted in PostgreSQL outlives it for the grace
+    period; its old position and full load must not send the process that takes
+    over back to a full reload."""
+    tick(store_client)
+    store = PublishedStore(tmp_path / "store", grace_seconds=3600)
+    assert store.declared() == [unit]
+    layout = store_client.app.state.operations.store.get(unit).layout
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    store.publish(
+        layout, org_unit_id=str(uuid.uuid4()), taken_at=long_ago, position="1", full_at=long_ago
+    )
+    world.event(unit, campaign="summer", source="google")
+    deployment = store_client.app.state.deployment
+    deployment.status.role = "follower"  # as a follower that wins the lock
+    tick(store_client)
+    assert deployment.status.role == "refresher"
+    refresher = store_client.app.state.refresher
+    assert refresher.status.last_kind == "incremental"
+    assert store_client.app.state.operations.store.get(unit).version == 2
+
+
 def test_a_follower_is_ready_once_every_declared_org_unit_has_a_version(
     database_url: str, source: Source, tmp_path: Path
 ) -> None:
@@ -326,3 +385,15 @@ def test_a_follower_is_ready_once_every_declared_org_unit_has_a_version(
             assert sorted(each["org_unit_id"] for each in health["org_units"]) == sorted(units[:-1])
             assert client.app.state.operations.store.find(units[-1]) is None  # let go
             assert client.get("/readyz").status_code == 200
+
+            # An org unit created later loads while the ready follower stays in rotation.
+            created = str(uuid.uuid4())
+            store.declare([*units[:-1], created])
+            tick(client)
+            assert client.get("/readyz").json() == {"ready": True, "detail": "ready"}
+            health = admin(client).get("/healthz").json()
+            (loading,) = [each for each in health["org_units"] if each["org_unit_id"] == created]
+            assert loading["version"] is None
+            publish(store, created, layouts[units[-1]])
+            tick(client)
+            assert client.app.state.operations.store.find(created) is not None

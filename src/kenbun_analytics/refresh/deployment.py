@@ -104,12 +104,15 @@ class Publishing:
 
     def declare(self, units: list[str]) -> None:
         """Write the org units to the directory when they differ from what it
-        holds (whoever wrote it); a failure is reported and left to the next tick
-        (the versions still publish)."""
-        if sorted(units) == self._published.declared() or not self._election.still_held():
+        holds (whoever wrote it), and sweep away those left out; a failure is
+        reported and left to the next tick (the versions still publish)."""
+        if not self._election.still_held():
             return
         try:
-            self._published.declare(units)
+            if sorted(units) != self._published.declared():
+                self._published.declare(units)
+            for unit in self._published.sweep(units):
+                logger.info("removed org unit %s from the snapshot directory", unit)
         except OSError as error:
             self._store_failed(error.strerror or str(error))
 
@@ -170,7 +173,9 @@ class Deployment:
             self.status.bytes_held = 0
 
     def _take_over(self) -> None:
-        pointers = [p for unit in self._published.units() if (p := self._newest(unit))]
+        # An org unit left out was deleted: its last position says nothing of now.
+        units, _ = self._declared_units()
+        pointers = [p for unit in units if (p := self._newest(unit))]
         if pointers:
             # The oldest position and full load of any org unit: applying a change
             # twice leaves a layout as it was, missing one would not.
@@ -183,6 +188,16 @@ class Deployment:
         self.status.role = "refresher"
         logger.info("this process holds the refresher lock and refreshes the snapshot directory")
 
+    def _declared_units(self) -> tuple[list[str], list[str] | None]:
+        """The published org units that the refresher declares, and its declared
+        list (None before the first declaration: then every published one)."""
+        units = self._published.units()
+        declared = self._published.declared()
+        if declared is None:
+            return units, None
+        kept = set(declared)
+        return [unit for unit in units if unit in kept], declared
+
     def _newest(self, unit: str) -> Pointer | None:
         try:
             return self._published.newest(unit)
@@ -194,13 +209,9 @@ class Deployment:
         """Map the newest version of each org unit the refresher declared, where it
         is not the one held, and let go of any it no longer declares; a version
         that does not match its manifest is refused once and skipped."""
-        units = self._published.units()
-        declared = self._published.declared()
-        if declared is not None:
-            kept = set(declared)
-            units = [unit for unit in units if unit in kept]
-            if self.status.role == "follower":
-                self._store.retain(kept)
+        units, declared = self._declared_units()
+        if declared is not None and self.status.role == "follower":
+            self._store.retain(set(declared))
         for unit in units:
             pointer = self._newest(unit)
             if pointer is None:
@@ -224,11 +235,13 @@ class Deployment:
                 continue
             self._store.put(Snapshot(unit, pointer.taken_at, pointer.version, layout))
         if self.status.role == "follower":
-            # Ready once every declared org unit has a version, not on the first.
+            # Ready once every declared org unit has a version, not on the first;
+            # one declared later does not take a ready follower out of rotation.
             if declared is not None:
                 self._refresh_status.org_unit_ids = declared
             elif units:
                 self._refresh_status.org_unit_ids = units
+            self._refresh_status.loading(self._store)
 
     def _failed(self, reason: str) -> None:
         self.status.last_error = reason

@@ -11,7 +11,9 @@ that every server of a deployment maps (``serve --snapshot-dir``).
     ROOT/<org unit>/.publishing-*           a version being written (never read)
     ROOT/org_units.json                     the org units the refresher serves: a
                                             follower is ready once each of them
-                                            has a version
+                                            has a version; the directory of an
+                                            org unit left out is removed after
+                                            the grace period
 
 Invariants:
 
@@ -47,7 +49,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -130,10 +132,15 @@ def _write_json(directory: Path, name: str, data: dict[str, Any]) -> None:
     with tempfile.NamedTemporaryFile(
         "w", dir=directory, prefix=PUBLISHING, suffix=".json", delete=False
     ) as file:
-        json.dump(data, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(file.name, directory / name)
+        try:
+            json.dump(data, file)
+            file.flush()
+            os.fsync(file.fileno())
+            os.replace(file.name, directory / name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(file.name)
+            raise
     _fsync(directory)
 
 
@@ -302,6 +309,31 @@ class PublishedStore:
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
+        return removed
+
+    def sweep(self, org_unit_ids: Collection[str]) -> list[str]:
+        """Remove the directories of org units that are not in ``org_unit_ids``
+        (deleted in PostgreSQL) once nothing has been published to them for the
+        grace period, and declarations abandoned in the root; the org units removed.
+
+        A follower lets go of an org unit at its first tick after the declaration
+        that leaves it out, well within the grace period, and the mapping it held
+        stays readable after the unlink. Only directories that hold a pointer or a
+        version are touched, so anything else on the volume is left alone.
+        """
+        if not self.root.is_dir():
+            return []
+        now = self._clock()
+        kept = set(org_unit_ids)
+        removed = []
+        for path in sorted(self.root.iterdir()):
+            if now - self._mtime(path) <= self._grace_seconds:
+                continue
+            if path.name.startswith(PUBLISHING) and path.is_file():
+                path.unlink(missing_ok=True)
+            elif path.name not in kept and ((path / POINTER).is_file() or self._versions(path)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
         return removed
 
     def bytes_held(self) -> int:

@@ -112,7 +112,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[ReadyResponse]:
         )
         body = ReadyResponse(ready=False, detail=f"not ready: {reason}")
         return Response(body, status_code=503)
-    missing = [unit for unit in status.org_unit_ids if operations.store.find(unit) is None]
+    missing = status.loading(operations.store)
     if missing:
         body = ReadyResponse(ready=False, detail=f"not ready: {len(missing)} org units loading")
         return Response(body, status_code=503)
