@@ -14,7 +14,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -191,6 +191,20 @@ def number(text: str) -> int:
     return int(text.replace(",", ""))
 
 
+def names_and_events(page: Page) -> list[tuple[str, int]]:
+    return [(row[0].removesuffix("drift").rstrip("\n"), number(row[1])) for row in table(page)]
+
+
+def eventually(page: Page, read: Callable[[Page], object], wanted: object) -> None:
+    """``read(page)`` comes to equal ``wanted``. Polled rather than read once after a
+    row count: the view before a change can have as many rows (the same sources
+    over another window) and still be on the page."""
+    deadline = time.monotonic() + 15
+    while (shown := read(page)) != wanted and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert shown == wanted
+
+
 def sign_in(page: Page, site: dict[str, Any]) -> None:
     page.goto(site["base"] + "/campaigns")
     page.fill("#token", site["token"])
@@ -210,11 +224,7 @@ def test_a_marketer_explores_campaigns(page: Page, site: dict[str, Any]) -> None
         expected = api(site, "/analytics/campaigns", large, group_by=group_by, **last_days(days))[
             "campaigns"
         ]
-        page.wait_for_function(
-            "n => document.querySelectorAll('#table-body tr').length === n", arg=len(expected)
-        )
-        shown = [(row[0].removesuffix("drift").rstrip("\n"), number(row[1])) for row in table(page)]
-        assert shown == [(row["name"], row["total_events"]) for row in expected]
+        eventually(page, names_and_events, [(row["name"], row["total_events"]) for row in expected])
 
     expect_rows_match("campaign", 30)
     page.select_option("#group-by", "source")
@@ -281,9 +291,7 @@ def test_the_url_holds_the_view(page: Page, site: dict[str, Any]) -> None:
         group_by="medium",
     )
     names = sorted(r["name"] for r in expected["campaigns"] if "e" in r["name"].lower())
-    page.wait_for_function(
-        "n => document.querySelectorAll('#table-body tr').length === n", arg=len(names)
-    )
+    eventually(page, lambda page: sorted(name for name, _ in names_and_events(page)), names)
     mqls = [number(row[3]) for row in table(page)]
     assert mqls == sorted(mqls, reverse=True)
 
@@ -295,12 +303,11 @@ def test_a_shared_link_opens_its_org_unit(page: Page, site: dict[str, Any]) -> N
     page.goto(site["base"] + f"/campaigns?group_by=source&window=all&ou={small}")
     expect(page.locator("#org-unit")).to_have_value(small)
     expected = api(site, "/analytics/campaigns", small, group_by="source")["campaigns"]
-    page.wait_for_function(
-        "n => document.querySelectorAll('#table-body tr').length === n", arg=len(expected)
+    eventually(
+        page,
+        lambda page: [name for name, _ in names_and_events(page)],
+        [r["name"] for r in expected],
     )
-    assert [row[0].removesuffix("drift").rstrip("\n") for row in table(page)] == [
-        r["name"] for r in expected
-    ]
     page.select_option("#org-unit", site["units"][0])
     expect(page).to_have_url(re.compile(f"ou={site['units'][0]}"))
 
@@ -339,9 +346,7 @@ def open_odd_values(page: Page, site: dict[str, Any]) -> None:
     sign_in(page, site)
     page.goto(site["base"] + f"/campaigns?window=all&ou={site['odd']}")
     expect(page.locator("#org-unit")).to_have_value(site["odd"])
-    page.wait_for_function(
-        "n => document.querySelectorAll('#table-body tr').length === n", arg=len(ODD_VALUES)
-    )
+    eventually(page, lambda page: sorted(row[0] for row in table(page)), sorted(ODD_VALUES))
 
 
 def test_formulas_are_plain_text_and_neutralised_in_the_downloads(
@@ -557,11 +562,7 @@ def test_filters_and_the_time_zone_round_trip_through_the_url(
         }
         expected = api(site, "/analytics/campaigns", large, **asked)["campaigns"]
         totals = api(site, "/analytics/campaigns/totals", large, **asked)["totals"]
-        page.wait_for_function(
-            "n => document.querySelectorAll('#table-body tr').length === n", arg=len(expected)
-        )
-        shown = [(row[0].removesuffix("drift").rstrip("\n"), number(row[1])) for row in table(page)]
-        assert shown == [(row["name"], row["total_events"]) for row in expected]
+        eventually(page, names_and_events, [(row["name"], row["total_events"]) for row in expected])
         # Times are the chosen zone's.
         first = datetime.fromisoformat(expected[0]["first_event_at"]).astimezone(
             ZoneInfo("America/New_York")
