@@ -97,21 +97,38 @@ class RefreshStatus:
     """Duration of each org unit's last load or update."""
     ready_at: datetime | None = None
     """When every listed org unit first had a snapshot (see :meth:`loading`)."""
+    published: frozenset[str] = frozenset()
+    """A follower's: the listed org units that have a version in the snapshot
+    directory (see :meth:`loading`)."""
 
     def loading(self, store: SnapshotStore) -> list[str]:
-        """The listed org units that have no snapshot yet and hold readiness back.
+        """The listed org units that have no snapshot here and hold readiness back.
 
-        A process becomes ready once every org unit of its listing has a snapshot,
-        and stays ready after that: an org unit created later loads while the
-        others are served (its own requests answer 503 until it has one), rather
-        than taking every process out of its load balancer at once.
+        A process becomes ready once every org unit of its listing has a snapshot
+        (:meth:`settle`), and stays ready after that while an org unit created
+        later has its first version loaded: its own requests answer 503 until
+        then, and taking every process out of its load balancer at once for it
+        would leave nothing to serve the others. A follower that fails to map a
+        version the others serve (``published``) is still taken out.
         """
-        if self.org_unit_ids is None:
+        listed = self.org_unit_ids
+        if listed is None:
             return []
-        missing = [unit for unit in self.org_unit_ids if store.find(unit) is None]
-        if not missing and self.ready_at is None:
+        missing = [unit for unit in listed if store.find(unit) is None]
+        if self.ready_at is None:
+            return missing
+        return [unit for unit in missing if unit in self.published]
+
+    def settle(self, store: SnapshotStore) -> None:
+        """Mark the process ready for good once every listed org unit has a
+        snapshot; called after a refresh or a follow, never by a probe."""
+        listed = self.org_unit_ids
+        if (
+            self.ready_at is None
+            and listed is not None
+            and all(store.find(unit) is not None for unit in listed)
+        ):
             self.ready_at = datetime.now(UTC)
-        return [] if self.ready_at is not None else missing
 
 
 @dataclass

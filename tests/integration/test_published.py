@@ -225,9 +225,10 @@ def test_superseded_versions_go_after_the_grace_period_keeping_the_last_two(
 def test_org_units_left_out_of_the_declaration_go_after_the_grace_period(
     seeded: tuple[str, Layout], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A deleted org unit's directory and a failed declaration's temporary file
-    go once the grace period has passed; the declared org units, and anything
-    on the volume that is not a snapshot, stay."""
+    """A failed declaration leaves no temporary file; a deleted org unit's
+    directory and a killed writer's temporary file go once the declaration that
+    left the org unit out has stood for the grace period; the declared org
+    units, and anything on the volume that is not a snapshot, stay."""
     unit, layout = seeded
     deleted = str(uuid.uuid4())
     now = [time.time()]
@@ -247,8 +248,13 @@ def test_org_units_left_out_of_the_declaration_go_after_the_grace_period(
     stray = tmp_path / ".publishing-abandoned.json"  # as a publisher killed mid-write leaves
     stray.write_text("{}")
     store.declare([unit])
-    assert store.sweep([unit]) == []
-    now[0] += 61
+    now[0] = time.time()
+    long_ago = now[0] - 61
+    for path in [tmp_path / deleted, stray]:  # last written before the grace period
+        os.utime(path, (long_ago, long_ago))
+    assert store.sweep([unit]) == [], "swept before the declaration stood for the grace"
+    os.utime(tmp_path / "org_units.json", (long_ago, long_ago))
+    assert store.sweep([]) == [], "an empty listing swept the directory"
     assert store.sweep([unit]) == [deleted]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         ["lost+found", "org_units.json", unit]
@@ -358,8 +364,6 @@ def test_a_follower_is_ready_once_every_declared_org_unit_has_a_version(
     units = seed_world(source, events=3000, seed=1, anchor=date(2026, 6, 30)).org_unit_ids
     assert len(units) >= 2
     store = PublishedStore(tmp_path / "store", grace_seconds=3600)
-    store.declare(units)
-    assert store.declared() == sorted(units)
     with ThreadPoolExecutor(2) as readers:
         layouts = {unit: load_unit(source, unit, 1, readers) for unit in units}
     publish(store, units[0], layouts[units[0]])
@@ -367,6 +371,12 @@ def test_a_follower_is_ready_once_every_declared_org_unit_has_a_version(
         refresher.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")  # another process refreshes
         app = make_app(database_url, snapshot_dir=str(store.root))
         with TestClient(app) as client:
+            # No declaration to read (an older refresher): ready on what is
+            # published, but not for good.
+            tick(client)
+            assert client.get("/readyz").status_code == 200
+            store.declare(units)
+            assert store.declared() == sorted(units)
             tick(client)
             assert admin(client).get("/healthz").json()["store"]["role"] == "follower"
             waiting = client.get("/readyz")
@@ -394,6 +404,14 @@ def test_a_follower_is_ready_once_every_declared_org_unit_has_a_version(
             health = admin(client).get("/healthz").json()
             (loading,) = [each for each in health["org_units"] if each["org_unit_id"] == created]
             assert loading["version"] is None
+            # Its first version published but refused here: this follower alone cannot
+            # serve it, so it leaves the rotation until it can.
+            version = publish(store, created, layouts[units[-1]])
+            events = store.root / created / f"v{version:020d}" / "events.arrow"
+            events.write_bytes(events.read_bytes()[:-1])
+            tick(client)
+            assert client.get("/readyz").json()["detail"] == "not ready: 1 org units loading"
             publish(store, created, layouts[units[-1]])
             tick(client)
             assert client.app.state.operations.store.find(created) is not None
+            assert client.get("/readyz").status_code == 200

@@ -182,7 +182,7 @@ def test_a_failing_refresh_keeps_the_last_good_snapshot(
 
 
 def test_readiness_waits_for_the_first_snapshot(world: World, unit: str, client: Client) -> None:
-    """/readyz is 503 until every org unit has a snapshot; /healthz is always 200."""
+    """/readyz is 503 until every org unit has its first snapshot; /healthz is always 200."""
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
     response = client.get("/analytics/campaigns", headers=world.reader(unit))

@@ -37,6 +37,9 @@ from support.world import World
 
 INTERVAL = 2.0
 """The replicas' refresh interval, seconds."""
+SILENCE = 5.0
+"""How long PostgreSQL lets the refresher's lock session stay silent at this
+interval (the floor of ``kenbun_analytics.web.app.silence_seconds``)."""
 EVENTS = int(os.environ.get("KENBUN_REPLICA_TEST_EVENTS", "100000"))
 CAMPAIGNS = "/analytics/campaigns?group_by=campaign"
 
@@ -239,6 +242,21 @@ def add_event(database_url: str, unit: str, campaign: str) -> None:
         world.event(unit, campaign=campaign, source="replicas", occurred_at="2026-06-29T12:00:00")
 
 
+def reaches_everyone(
+    database_url: str, replicas: list[Replica], headers: dict[str, str], unit: str, campaign: str
+) -> None:
+    """An event of ``campaign``: every replica answers it within three intervals,
+    and exactly one process holds the refresher lock."""
+    add_event(database_url, unit, campaign)
+    until(
+        lambda: everywhere(replicas, headers, campaign),
+        3 * INTERVAL,
+        f"the change {campaign!r} on every replica",
+    )
+    roles = [r.role() for r in replicas]
+    assert roles.count("refresher") == 1, roles
+
+
 def test_three_replicas_serve_one_published_snapshot_and_survive_the_refresher(
     deployment: tuple[list[Replica], Path, list[str], dict[str, str]], database_url: str
 ) -> None:
@@ -332,14 +350,38 @@ def test_a_refresher_whose_lock_connection_is_cut_stops_publishing(
                 "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
             ).fetchall()
         assert cut == [(True,)]
-        add_event(database_url, units[0], f"after-cut-{round_}")
-        until(
-            lambda round_=round_: everywhere(replicas, headers, f"after-cut-{round_}"),
-            3 * INTERVAL,
-            "the change after the cut on every replica",
+        reaches_everyone(database_url, replicas, headers, units[0], f"after-cut-{round_}")
+    assert_one_publisher_at_a_time(replicas)
+    assert full_loads(database_url) == dict.fromkeys(units, 1)
+
+
+def test_a_frozen_refresher_loses_the_lock_and_comes_back_a_follower(
+    deployment: tuple[list[Replica], Path, list[str], dict[str, str]], database_url: str
+) -> None:
+    """SIGSTOP, as a host cut off or a paused VM: nothing closes its connection, yet
+    PostgreSQL ends its silent session, a survivor takes over and publishes the next
+    change; SIGCONT, it finds the lock gone and follows."""
+    replicas, _, units, headers = deployment
+    refresher = next(r for r in replicas if r.role() == "refresher")
+    survivors = [r for r in replicas if r is not refresher]
+    refresher.process.send_signal(signal.SIGSTOP)
+    try:
+        seconds = until(
+            lambda: any(r.role() == "refresher" for r in survivors),
+            SILENCE + 2 * INTERVAL,
+            "a survivor holds the refresher lock",
         )
-        roles = [r.role() for r in replicas]
-        assert roles.count("refresher") == 1, roles
+        print(f"lock taken from the frozen refresher after {seconds:.2f} s")
+        add_event(database_url, units[0], "while-frozen")
+        until(
+            lambda: everywhere(survivors, headers, "while-frozen"),
+            3 * INTERVAL,
+            "the change made while the refresher was frozen on every survivor",
+        )
+    finally:
+        refresher.process.send_signal(signal.SIGCONT)
+    until(lambda: refresher.role() == "follower", 3 * INTERVAL, "the thawed process follows")
+    reaches_everyone(database_url, replicas, headers, units[0], "after-thaw")
     assert_one_publisher_at_a_time(replicas)
     assert full_loads(database_url) == dict.fromkeys(units, 1)
 

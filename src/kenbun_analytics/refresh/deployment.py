@@ -186,6 +186,7 @@ class Deployment:
         else:
             self._refresher.resume(None, None)
         self.status.role = "refresher"
+        self._refresh_status.published = frozenset()  # its own store is the reference now
         logger.info("this process holds the refresher lock and refreshes the snapshot directory")
 
     def _declared_units(self) -> tuple[list[str], list[str] | None]:
@@ -239,9 +240,12 @@ class Deployment:
             # one declared later does not take a ready follower out of rotation.
             if declared is not None:
                 self._refresh_status.org_unit_ids = declared
+                self._refresh_status.published = frozenset(units)
+                self._refresh_status.settle(self._store)
             elif units:
+                # No declaration to read (an older refresher, a failed write): ready
+                # on what is published, but not for good.
                 self._refresh_status.org_unit_ids = units
-            self._refresh_status.loading(self._store)
 
     def _failed(self, reason: str) -> None:
         self.status.last_error = reason

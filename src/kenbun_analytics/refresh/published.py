@@ -14,6 +14,7 @@ that every server of a deployment maps (``serve --snapshot-dir``).
                                             has a version; the directory of an
                                             org unit left out is removed after
                                             the grace period
+    ROOT/.publishing-*.json                 a declaration being written
 
 Invariants:
 
@@ -27,7 +28,9 @@ Invariants:
   file's size and SHA-256, and :meth:`PublishedStore.open` refuses a version
   whose files do not match it (:class:`CorruptVersion`).
 * A version is removed only when it is neither of the ``keep`` newest and its
-  successor was published more than ``grace_seconds`` ago. A reader maps a
+  successor was published more than ``grace_seconds`` ago, or when its org
+  unit has been left out of ``org_units.json`` for ``grace_seconds``
+  (:meth:`PublishedStore.sweep`). A reader maps a
   version's files within one refresh tick of reading the pointer, and a
   mapped file stays readable after it is unlinked (POSIX keeps the inode while
   a mapping holds it), so once mapped, removal cannot hurt it; the grace only
@@ -313,27 +316,37 @@ class PublishedStore:
 
     def sweep(self, org_unit_ids: Collection[str]) -> list[str]:
         """Remove the directories of org units that are not in ``org_unit_ids``
-        (deleted in PostgreSQL) once nothing has been published to them for the
-        grace period, and declarations abandoned in the root; the org units removed.
+        (deleted in PostgreSQL), and declarations abandoned in the root, once
+        neither they nor the declaration have changed for the grace period; the
+        org units removed.
 
-        A follower lets go of an org unit at its first tick after the declaration
-        that leaves it out, well within the grace period, and the mapping it held
-        stays readable after the unlink. Only directories that hold a pointer or a
-        version are touched, so anything else on the volume is left alone.
+        The declaration that leaves an org unit out is written before the sweep,
+        so its directory outlives that declaration by the grace period: every
+        follower lets go of the org unit at its next tick, and the mapping it held
+        stays readable after the unlink. An empty list sweeps nothing (a listing
+        of an empty or wrong database must not wipe the directory), and only
+        directories that hold a pointer or a version are touched, so anything
+        else on the volume is left alone.
         """
-        if not self.root.is_dir():
+        if not self.root.is_dir() or not org_unit_ids:
             return []
         now = self._clock()
+        if now - self._mtime(self.root / DECLARED) <= self._grace_seconds:
+            return []
         kept = set(org_unit_ids)
         removed = []
         for path in sorted(self.root.iterdir()):
-            if now - self._mtime(path) <= self._grace_seconds:
-                continue
-            if path.name.startswith(PUBLISHING) and path.is_file():
-                path.unlink(missing_ok=True)
-            elif path.name not in kept and ((path / POINTER).is_file() or self._versions(path)):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path.name)
+            try:
+                if now - self._mtime(path) <= self._grace_seconds:
+                    continue
+                if path.name.startswith(PUBLISHING) and path.is_file():
+                    path.unlink(missing_ok=True)
+                elif path.name not in kept and ((path / POINTER).is_file() or self._versions(path)):
+                    shutil.rmtree(path, ignore_errors=True)
+                    if not path.exists():
+                        removed.append(path.name)
+            except OSError:
+                continue  # not ours to read (a volume's lost+found): left alone
         return removed
 
     def bytes_held(self) -> int:

@@ -206,7 +206,7 @@ class Refresher:
         if not failed:
             self._xmin = xmin
             self.status.last_kind = "full" if full else "incremental"
-        self.status.loading(self._store)  # ready from now on, once nothing listed is missing
+        self.status.settle(self._store)
 
     def _keep(
         self, unit: str, layout: Layout, taken_at: datetime, position: str, *, full: bool

@@ -104,7 +104,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> Litestar:
             published = PublishedStore(
                 Path(settings.snapshot_dir), grace_seconds=grace_seconds(settings)
             )
-            election = Election(database_url)
+            election = Election(database_url, silence_seconds=silence_seconds(settings))
             publishing = Publishing(published, election, store_status, store)
         refresher = Refresher(
             source,
@@ -200,6 +200,15 @@ def grace_seconds(settings: Settings) -> float:
     pointer (checksums included), and once mapped, removal cannot hurt it. Two
     refresh intervals, and never under a minute, leaves a wide margin."""
     return max(60.0, 2 * settings.refresh_seconds)
+
+
+def silence_seconds(settings: Settings) -> float:
+    """How long the refresher's lock session may stay silent before PostgreSQL
+    ends it and another process takes over (a host gone, a process frozen): one
+    refresh interval, so that the takeover, a tick and the next refresh fit in
+    two, and never under 5 s, which a heartbeat four times as frequent cannot
+    miss on a busy host."""
+    return max(5.0, settings.refresh_seconds)
 
 
 def create_admin_app(operations: Operations, *, access_log: bool) -> Litestar:

@@ -81,10 +81,12 @@ def health_details(request: Request[Any, Any, Any]) -> HealthResponse:
 
 @get(
     "/readyz",
-    summary="Ready once every org unit has a snapshot",
+    summary="Ready once every org unit has its first snapshot",
     tags=["operations"],
     operation_id="getReadiness",
-    response_description="Ready: every org unit has a snapshot.",
+    response_description=(
+        "Ready: every org unit had a snapshot; one created since may still be loading."
+    ),
     responses=READINESS_ERRORS,
     operation_class=documented(public=True),
 )
