@@ -23,10 +23,11 @@ Measured, each a median over ``--rounds``:
   (:func:`pss_target`);
 * throughput: the cached aggregate by source with ``wrk -t2 -c32`` against
   ``--workers 1`` and ``--workers 2`` (where wrk is installed);
-* takeover: two replicas on one directory; the refresher is SIGKILLed and an
-  event inserted at once; seconds until the survivor has published a version
-  with it (the target: two refresh intervals). A new replica replaces the
-  killed one before the next round.
+* takeover: two replicas on one directory; the refresher is SIGKILLed, or
+  SIGSTOPped (its connection left open and silent, as a host cut off leaves
+  it), and an event inserted at once; seconds until the survivor has published
+  a version with it (the target: two refresh intervals). A new replica
+  replaces the signalled one before the next round.
 
 Prints a Markdown table; ``--json`` writes the figures too.
 """
@@ -361,9 +362,12 @@ def insert_event(url: str, unit: str) -> int:
     return int(row[0])
 
 
-def takeover(url: str, unit: str, rounds: int, scratch: Path, log: Path) -> list[float]:
-    """Seconds from SIGKILL of the refresher to the survivor's next version of
-    ``unit``, once per round."""
+def takeover(
+    url: str, unit: str, rounds: int, scratch: Path, log: Path, *, how: signal.Signals
+) -> list[float]:
+    """Seconds from signalling the refresher (``how``: SIGKILL, or SIGSTOP, which
+    leaves its connection open and silent as a host cut off does) to the
+    survivor's next version of ``unit``, once per round."""
     store = scratch / "takeover"
     shutil.rmtree(store, ignore_errors=True)
     pointer = store / unit / "newest.json"
@@ -384,15 +388,17 @@ def takeover(url: str, unit: str, rounds: int, scratch: Path, log: Path) -> list
                 )
                 version, publisher = newest()
                 refresher = next(p for p in alive if str(p.pid) == publisher)
-                refresher.send_signal(signal.SIGKILL)
+                refresher.send_signal(how)
                 killed = time.monotonic()
-                refresher.wait()
-                alive.remove(refresher)
                 inserted.append(insert_event(url, unit))
                 while newest()[0] == version:
                     assert time.monotonic() - killed < 120, "no replica took over"
                     time.sleep(0.01)
                 samples.append(time.monotonic() - killed)
+                refresher.send_signal(signal.SIGCONT)
+                refresher.kill()
+                refresher.wait()
+                alive.remove(refresher)
                 assert newest()[1] == str(alive[0].pid)
     finally:
         with psycopg.connect(url) as connection:
@@ -440,12 +446,13 @@ def processes(url: str, unit: str, rounds: int, seconds: int, scratch: Path) -> 
     results["snapshot bytes on disk, newest versions"] = held
     results["PSS target"] = pss_target(results, held)
     shutil.rmtree(store, ignore_errors=True)
-    samples = takeover(url, unit, rounds, scratch, log)
-    results["takeover after SIGKILL of the refresher (s)"] = {
-        "median": statistics.median(samples),
-        "max": max(samples),
-        "refresh interval": REFRESH_SECONDS,
-    }
+    for how in (signal.SIGKILL, signal.SIGSTOP):
+        samples = takeover(url, unit, rounds, scratch, log, how=how)
+        results[f"takeover after {how.name} of the refresher (s)"] = {
+            "median": statistics.median(samples),
+            "max": max(samples),
+            "refresh interval": REFRESH_SECONDS,
+        }
     return results
 
 

@@ -133,13 +133,16 @@ def _scale_rows(scale: dict[str, Any]) -> list[tuple[str, str, str]]:
             _met(target["met, PSS(1) without a directory"]),
         )
     )
-    takeover = processes["takeover after SIGKILL of the refresher (s)"]
-    rows.append(
-        (
-            "the refresher SIGKILLed: the survivor's next version, median (max)",
-            f"{takeover['median']:.2f} ({takeover['max']:.2f}) s",
-            f"{2 * takeover['refresh interval']:g} s (two intervals): "
-            + _met(takeover["max"] <= 2 * takeover["refresh interval"]),
+    for how, what in (("SIGKILL", "SIGKILLed"), ("SIGSTOP", "frozen (SIGSTOP)")):
+        takeover = processes.get(f"takeover after {how} of the refresher (s)")
+        if takeover is None:
+            continue  # recorded before this measurement existed
+        rows.append(
+            (
+                f"the refresher {what}: the survivor's next version, median (max)",
+                f"{takeover['median']:.2f} ({takeover['max']:.2f}) s",
+                f"{2 * takeover['refresh interval']:g} s (two intervals): "
+                + _met(takeover["max"] <= 2 * takeover["refresh interval"]),
+            )
         )
-    )
     return rows
