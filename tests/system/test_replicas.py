@@ -37,7 +37,7 @@ from support.world import World
 
 INTERVAL = 2.0
 """The replicas' refresh interval, seconds."""
-SILENCE = 5.0
+SILENCE = 2.5
 """How long PostgreSQL lets the refresher's lock session stay silent at this
 interval (the floor of ``kenbun_analytics.web.app.silence_seconds``)."""
 EVENTS = int(os.environ.get("KENBUN_REPLICA_TEST_EVENTS", "100000"))

@@ -204,11 +204,12 @@ def grace_seconds(settings: Settings) -> float:
 
 def silence_seconds(settings: Settings) -> float:
     """How long the refresher's lock session may stay silent before PostgreSQL
-    ends it and another process takes over (a host gone, a process frozen): one
-    refresh interval, so that the takeover, a tick and the next refresh fit in
-    two, and never under 5 s, which a heartbeat four times as frequent cannot
-    miss on a busy host."""
-    return max(5.0, settings.refresh_seconds)
+    ends it and another process takes over (a host gone, a process frozen): half
+    a refresh interval, so that the silence, a follower's tick and the next
+    refresh with its publish fit in two intervals, and never under 2.5 s, which
+    a heartbeat four times as frequent does not miss on a busy host (a missed
+    one costs a takeover, never a wrong answer)."""
+    return max(2.5, settings.refresh_seconds / 2)
 
 
 def create_admin_app(operations: Operations, *, access_log: bool) -> Litestar:
