@@ -108,7 +108,13 @@ def refresh_waiting_on_a_lock(
     holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
     thread = threading.Thread(target=lambda: results.append(refresher.refresh(wait=True)))
     thread.start()
-    until(lambda: backend_waiting_on_lock(database), 10, "the refresh waiting on the lock")
+    try:
+        # A full refresh starts its loading child first: on a busy machine, seconds.
+        until(lambda: backend_waiting_on_lock(database), 30, "the refresh waiting on the lock")
+    except BaseException:
+        holder.close()  # the refresh finishes, and no open connection outlives the test
+        thread.join(30)
+        raise
     return holder, thread, results
 
 
