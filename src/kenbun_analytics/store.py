@@ -122,12 +122,7 @@ class RefreshStatus:
     def settle(self, store: SnapshotStore) -> None:
         """Mark the process ready for good once every listed org unit has a
         snapshot; called after a refresh or a follow, never by a probe."""
-        listed = self.org_unit_ids
-        if (
-            self.ready_at is None
-            and listed is not None
-            and all(store.find(unit) is not None for unit in listed)
-        ):
+        if self.ready_at is None and self.org_unit_ids is not None and not self.loading(store):
             self.ready_at = datetime.now(UTC)
 
 

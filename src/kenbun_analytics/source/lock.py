@@ -86,14 +86,12 @@ class Election:
                 with self._connection.cursor() as cursor:
                     if self._held:
                         cursor.execute("SELECT 1")
+                        cursor.fetchone()
                     else:
                         cursor.execute(f"SELECT pg_try_advisory_lock({LOCK_KEY})")
                         self._held = bool(cursor.fetchone()[0])
                         if self._held:
                             self._bound_silence(cursor)
-                        self.error = None
-                        return self._held
-                    cursor.fetchone()
             except Exception as error:  # any failure of the session loses the lock
                 self._drop()
                 self.error = str(SourceError("refresher election", error))
@@ -136,10 +134,8 @@ class Election:
         """While the lock is held: a round trip every quarter of ``silence_seconds``.
         A failed one loses the lock, as a failed check at a tick does."""
         while not self._closed.wait(self._silence_seconds / 4):
-            with self._lock:
-                if not self._held:
-                    return
-            self.still_held()
+            if not self.still_held():
+                return
 
     def close(self) -> None:
         """Let the lock go (closing its session releases it)."""
